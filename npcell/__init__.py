@@ -1,0 +1,47 @@
+"""npcell: LSTM-family recurrent cells in NumPy/CuPy with hand-derived BPTT.
+
+    import npcell
+    cell = npcell.make_cell("wmc", input_size=2, hidden_size=64)
+    h, state, cache = npcell.forward(cell, x)           # x: (T, B, X)
+    grads, dx, dstate0 = npcell.backward(cell, dh, cache)
+    print(npcell.gradcheck(cell, x))
+"""
+
+from .backend import cupy_available, get_backend, use_backend
+from .cells import CELLS, Cell, make_cell
+from .errors import (
+    BackendError,
+    CheckpointError,
+    ConfigError,
+    DTypeError,
+    MemoryLimitError,
+    NonFiniteError,
+    NpcellError,
+    ShapeError,
+)
+from .gradcheck import GradcheckReport, gradcheck
+from .sequence import SequenceCache, backward, forward
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CELLS",
+    "BackendError",
+    "Cell",
+    "CheckpointError",
+    "ConfigError",
+    "DTypeError",
+    "GradcheckReport",
+    "MemoryLimitError",
+    "NonFiniteError",
+    "NpcellError",
+    "SequenceCache",
+    "ShapeError",
+    "backward",
+    "cupy_available",
+    "forward",
+    "get_backend",
+    "gradcheck",
+    "make_cell",
+    "use_backend",
+]

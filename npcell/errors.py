@@ -1,0 +1,46 @@
+"""npcell's error hierarchy.
+
+Every error npcell raises on purpose derives from :class:`NpcellError`, so a course platform or a
+notebook can catch one class. Each also derives from the builtin a NumPy user would expect
+(``ShapeError`` is a ``ValueError``, ``DTypeError`` a ``TypeError``), so existing ``except`` clauses
+keep working. Messages say what was expected, what arrived, and where.
+"""
+
+from __future__ import annotations
+
+
+class NpcellError(Exception):
+    """Base class of every error npcell raises deliberately."""
+
+
+class ShapeError(NpcellError, ValueError):
+    """An array has the wrong rank or size (message names the argument, expected and actual shape)."""
+
+
+class DTypeError(NpcellError, TypeError):
+    """An array has the wrong dtype, or dtypes are mixed."""
+
+
+class BackendError(NpcellError, RuntimeError):
+    """CuPy asked for but absent, or NumPy and CuPy arrays mixed in one call."""
+
+
+class NonFiniteError(NpcellError, FloatingPointError):
+    """A NaN or Inf appeared (message names the tensor and the first time step)."""
+
+
+class ConfigError(NpcellError, ValueError):
+    """Unknown cell kind, unknown option, or an option value out of range."""
+
+
+class CheckpointError(NpcellError, OSError):
+    """A checkpoint file is missing, truncated, corrupt, of another version or of other shapes."""
+
+
+class MemoryLimitError(NpcellError, MemoryError):
+    """A forward pass would need more cache memory than the configured limit."""
+
+
+def shape_str(shape) -> str:
+    """Render a shape the way NumPy prints it, e.g. ``(5, 3, 2)``."""
+    return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
