@@ -1,0 +1,71 @@
+"""The ``npcell`` command.
+
+Each subcommand lives in the module that does the work, as a pair
+``add_cli_arguments(parser)`` / ``cli_main(args) -> int``; this file only wires them up, catches
+npcell's own errors (exit 2, one line, no traceback unless ``--debug``) and picks the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+# name -> (module, help). The module provides add_cli_arguments(parser) and cli_main(args).
+COMMANDS = {
+    "demo": ("npcell.demo", "gradcheck table, a long forward/backward and figures (make demo)"),
+    "gradcheck": ("npcell.gradcheck_cli", "finite-difference check of a cell's BPTT"),
+    "diagnose": ("npcell.diagnostics", "diagnose gradients of cells on a task and plot them"),
+    "train": ("npcell.train", "train a cell on a task"),
+    "plot-run": ("npcell.plots", "learning curves of one or more run directories"),
+    "bench": ("npcell.bench", "time npcell against PyTorch (ratios, JSON + markdown)"),
+    "exercises": ("npcell.exercises", "list, create and auto-grade gradient exercises"),
+}
+
+
+class UsageError(Exception):
+    """A user error the command line reports in one line (exit 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="npcell",
+        description="LSTM-family cells with hand-derived BPTT: checks, diagnostics, training.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        if importlib.util.find_spec(module_name) is None:
+            continue  # a command whose module is not part of this install
+        module = importlib.import_module(module_name)
+        if not hasattr(module, "add_cli_arguments"):
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        module.add_cli_arguments(p)
+        p.set_defaults(_run=module.cli_main)
+    return parser
+
+
+def main(argv=None) -> int:
+    from .errors import NpcellError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (NpcellError, UsageError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        if args.debug:
+            raise
+        print(f"npcell {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"npcell {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
