@@ -346,7 +346,7 @@ def _time_hints(rows, cell):
     dx_rows = [r for r in rows if r.group == "dx"]
     if len(dx_rows) >= 2 and dx_rows[-1].ok and not all(r.ok for r in dx_rows[:-1]):
         for r in dx_rows:
-            if not r.ok and not r.hint:
+            if not r.ok:
                 r.hint = ("last step is right, earlier ones are not: is dh_next/dc_next carried "
                           "(and accumulated) between steps?")
     c0 = [r for r in rows if r.name == "dstate0[c]"]
