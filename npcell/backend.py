@@ -70,11 +70,11 @@ def xp_for(name: str):
     raise BackendError(f"unknown backend {name!r}; expected one of {BACKENDS}")
 
 
-class use_backend:  # noqa: N801 - used like a function, as in numpy.errstate
+class use_backend:  # noqa: N801 - called like a function, as numpy.errstate
     """Switch the array backend; works as a plain call or as a context manager.
 
-    ``npcell.use_backend("cupy")`` switches until the next call; ``with npcell.use_backend("cupy"):``
-    switches for the block and restores the previous backend afterwards.
+    ``npcell.use_backend("cupy")`` switches until the next call;
+    ``with npcell.use_backend("cupy"):`` switches for the block, then restores the previous one.
     """
 
     def __init__(self, name: str):

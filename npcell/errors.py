@@ -14,7 +14,7 @@ class NpcellError(Exception):
 
 
 class ShapeError(NpcellError, ValueError):
-    """An array has the wrong rank or size (message names the argument, expected and actual shape)."""
+    """An array has the wrong rank or size (the message names the argument and both shapes)."""
 
 
 class DTypeError(NpcellError, TypeError):

@@ -1,4 +1,4 @@
-"""``npcell gradcheck --cell lstm [--full] [--dtype float64]``: print the report, exit 1 on failure."""
+"""``npcell gradcheck --cell lstm [--full] [--dtype float64]``: print reports; exit 1 on failure."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .gradcheck import gradcheck
 
 def add_cli_arguments(parser):
     parser.add_argument("--cell", default="lstm",
-                        help=f"cell kind(s), comma-separated; 'all' for every kind ({', '.join(CELLS)})")
+                        help=f"cell kind(s), comma-separated, or 'all' ({', '.join(CELLS)})")
     parser.add_argument("--full", action="store_true", help="check every entry, not directions")
     parser.add_argument("--samples", type=int, default=None,
                         help="with --full: this many seeded entries per tensor")

@@ -157,7 +157,8 @@ def check_input(cell, x):
             f"{cell.kind} cell; got shape {shape_str(x.shape)}"
         )
     if T < 1 or B < 1:
-        raise ShapeError(f"x must have at least one step and one sequence; got {shape_str(x.shape)}")
+        raise ShapeError(
+            f"x must have at least one step and one sequence; got {shape_str(x.shape)}")
     _check_dtype_backend(cell, x, "x")
     return array_module(x)
 
@@ -178,7 +179,8 @@ def _check_dtype_backend(cell, a, name):
 
 def _check_array(cell, a, name, shape):
     if not hasattr(a, "shape"):
-        raise TypeError(f"{name} must be an array of shape {shape_str(shape)}; got {type(a).__name__}")
+        raise TypeError(
+            f"{name} must be an array of shape {shape_str(shape)}; got {type(a).__name__}")
     if tuple(a.shape) != tuple(shape):
         raise ShapeError(f"{name} must have shape {shape_str(shape)}; got {shape_str(a.shape)}")
     _check_dtype_backend(cell, a, name)

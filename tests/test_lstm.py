@@ -1,4 +1,4 @@
-"""The foundation's LSTM: gradients against finite differences, sequence == stepwise, chunked BPTT."""
+"""The LSTM: gradients vs finite differences, sequence == stepwise, chunked BPTT."""
 
 import numpy as np
 import pytest

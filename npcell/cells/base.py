@@ -3,8 +3,9 @@
 A cell kind is a subclass of :class:`Cell` that declares
 
 * ``kind`` (the ``make_cell`` name), ``equations`` (text shown by :meth:`Cell.describe`),
-* ``default_options`` (every option it accepts, with its default) and ``check_options``,
-* ``param_shapes()`` -> ordered ``{paper name: shape}`` and ``gate_blocks()`` -> ``{gate: [names]}``,
+* ``default_options`` (every option it accepts, with its default), ``check_options``,
+* ``param_shapes()`` -> ordered ``{paper name: shape}``,
+* ``gate_blocks()`` -> ``{gate: [parameter names]}`` (rows of the gradcheck report),
 * ``step_forward(params, x_t, state) -> (state, cache_t)`` and
   ``step_backward(params, dstate, cache_t) -> (grads_t, dx_t, dstate_prev)``.
 
@@ -176,7 +177,8 @@ class Cell:
         return "\n".join(lines)
 
     def __repr__(self):
-        opts = "".join(f", {k}={v!r}" for k, v in self.options.items() if v != self.default_options[k])
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items()
+                       if v != self.default_options[k])
         return (
             f"{type(self).__name__}(kind={self.kind!r}, input_size={self.input_size}, "
             f"hidden_size={self.hidden_size}, dtype={self.dtype.name!r}, "
