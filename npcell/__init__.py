@@ -10,6 +10,7 @@
 from .backend import cupy_available, get_backend, use_backend
 from .cells import CELLS, Cell, make_cell
 from .errors import (
+    ArgumentTypeError,
     BackendError,
     CheckpointError,
     ConfigError,
@@ -20,12 +21,20 @@ from .errors import (
     ShapeError,
 )
 from .gradcheck import GradcheckReport, gradcheck
-from .sequence import SequenceCache, backward, forward
+from .sequence import (
+    SequenceCache,
+    backward,
+    estimate_cache_bytes,
+    forward,
+    get_memory_limit,
+    set_memory_limit,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CELLS",
+    "ArgumentTypeError",
     "BackendError",
     "Cell",
     "CheckpointError",
@@ -39,9 +48,12 @@ __all__ = [
     "ShapeError",
     "backward",
     "cupy_available",
+    "estimate_cache_bytes",
+    "get_memory_limit",
     "forward",
     "get_backend",
     "gradcheck",
     "make_cell",
+    "set_memory_limit",
     "use_backend",
 ]

@@ -41,6 +41,11 @@ class MemoryLimitError(NpcellError, MemoryError):
     """A forward pass would need more cache memory than the configured limit."""
 
 
+class ArgumentTypeError(NpcellError, TypeError):
+    """An argument is not of a type npcell accepts: not an array where one is expected (or a
+    nested list of numbers), not a dict for a state, not the cache that ``forward`` returned."""
+
+
 def shape_str(shape) -> str:
     """Render a shape the way NumPy prints it, e.g. ``(5, 3, 2)``."""
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"

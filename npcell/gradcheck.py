@@ -28,7 +28,15 @@ import numpy
 
 from .backend import array_module, to_numpy
 from .errors import ConfigError
-from .sequence import backward, check_input, check_state, forward
+from .sequence import (
+    as_array,
+    backward,
+    check_cell,
+    check_input,
+    check_inputs_finite,
+    check_state,
+    forward,
+)
 
 DEFAULTS = {  # dtype -> (eps, tol, floor)
     "float64": (1e-5, 1e-6, 1e-4),
@@ -141,11 +149,16 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     seed : seeds the loss weights, directions and sampled entries.
     fused : forwarded to :func:`npcell.forward` (None: the cell's default path).
     """
-    if mode not in ("fast", "full"):
+    if not isinstance(mode, str) or mode not in ("fast", "full"):
         raise ConfigError(f"gradcheck mode must be 'fast' or 'full'; got {mode!r}")
+    _check_settings(eps=eps, tol=tol, floor=floor, samples=samples, seed=seed,
+                    check_state0=check_state0)
+    check_cell(cell)
+    x = as_array(cell, x, "x")
     xp = check_input(cell, x)
     T, B, _ = x.shape
     state = check_state(cell, state, B, "state")
+    check_inputs_finite(cell, x, state)  # a NaN/Inf input makes every row meaningless
     d_eps, d_tol, d_floor = DEFAULTS[cell.dtype.name]
     if cell.dtype.name != "float64":
         warnings.warn(
@@ -236,6 +249,23 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     _time_hints(ordered, cell)
     report.rows = ordered
     return report
+
+
+def _check_settings(*, eps, tol, floor, samples, seed, check_state0):
+    """Refuse wrong types or ranges of gradcheck's settings with a ConfigError naming them."""
+    for name, value in (("eps", eps), ("tol", tol), ("floor", floor)):
+        if value is None:
+            continue
+        if (isinstance(value, bool) or not isinstance(value, (int, float, numpy.number))
+                or not math.isfinite(value) or value <= 0):
+            raise ConfigError(f"gradcheck {name} must be a positive finite number; got {value!r}")
+    for name, value, low in (("samples", samples, 1), ("seed", seed, 0)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < low:
+            raise ConfigError(f"gradcheck {name} must be an int >= {low} or None; got {value!r}")
+    if not isinstance(check_state0, (bool, numpy.bool_)):
+        raise ConfigError(f"gradcheck check_state0 must be True or False; got {check_state0!r}")
 
 
 # ----- the two ways of measuring --------------------------------------------------------------

@@ -50,11 +50,14 @@ class Cell:
                 f"unknown option(s) {unknown} for cell kind {self.kind!r}; "
                 f"options it accepts: {allowed}"
             )
+        _check_option_types(self.kind, self.default_options, options)
         self.options = {**self.default_options, **options}
         self.check_options()
         xp = xp or current_xp()
-        if seed is not None and not isinstance(seed, (int, numpy.integer)):
-            raise ConfigError(f"seed must be an int or None; got {seed!r}")
+        seed_ok = isinstance(seed, (int, numpy.integer)) and not isinstance(seed, bool)
+        if seed is not None and not (seed_ok and seed >= 0):
+            raise ConfigError(f"seed must be a non-negative int or None; got {seed!r}")
+        _check_param_memory(self)
         rng = numpy.random.default_rng(seed)
         # Draw on the host with a seeded Generator, then move: identical weights on both backends.
         host = self.init_params(rng)
@@ -183,6 +186,48 @@ class Cell:
             f"{type(self).__name__}(kind={self.kind!r}, input_size={self.input_size}, "
             f"hidden_size={self.hidden_size}, dtype={self.dtype.name!r}, "
             f"backend={self.backend!r}{opts}, params={self.num_params})"
+        )
+
+
+def _check_option_types(kind, defaults, options):
+    """An option must have the type of its default (bool for bool, a finite real number for a
+    float, an int for an int, a string for a string), so a wrong type fails here with a clear
+    message instead of deep inside the math. Range checks stay in each kind's check_options."""
+    for name, value in options.items():
+        default = defaults[name]
+        if isinstance(default, (bool, numpy.bool_)):
+            ok, expected = isinstance(value, (bool, numpy.bool_)), "True or False"
+        elif isinstance(default, (int, numpy.integer)):
+            ok = isinstance(value, (int, numpy.integer)) and not isinstance(value, bool)
+            expected = "an int"
+        elif isinstance(default, (float, numpy.floating)):
+            ok = (isinstance(value, (int, float, numpy.integer, numpy.floating))
+                  and not isinstance(value, (bool, numpy.bool_)) and math.isfinite(value))
+            expected = "a finite number"
+        elif isinstance(default, str):
+            ok, expected = isinstance(value, str), "a string"
+        else:
+            continue  # no default type to hold the value to: the kind's check_options decides
+        if not ok:
+            raise ConfigError(
+                f"option {name} of cell kind {kind!r} must be {expected} (default "
+                f"{default!r}); got {value!r} ({type(value).__name__})"
+            )
+
+
+def _check_param_memory(cell):
+    """Refuse (MemoryLimitError) parameters larger than the memory limit before drawing them."""
+    from ..errors import MemoryLimitError
+    from ..sequence import get_memory_limit
+
+    nbytes = cell.num_params * cell.dtype.itemsize
+    limit = get_memory_limit()
+    if nbytes > limit:
+        raise MemoryLimitError(
+            f"a {cell.kind} cell with input_size={cell.input_size}, hidden_size="
+            f"{cell.hidden_size} has {cell.num_params:,} parameters = {nbytes:,} bytes in "
+            f"{cell.dtype.name}, more than the memory limit of {limit:,} bytes; use smaller "
+            "sizes or raise the limit with npcell.set_memory_limit(...)"
         )
 
 

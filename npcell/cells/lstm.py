@@ -23,14 +23,16 @@ as one GEMM over all T*B rows after the loop) that a test holds equal to the ste
 
 from __future__ import annotations
 
+import contextlib
+
 from ..backend import array_module
 from ..ops import dsigmoid, dtanh, sigmoid
 from .base import Cell, register
 
 GATES = ("i", "f", "g", "o")
-# Packed order inside the fused path: the three sigmoid gates first, then the tanh candidate,
-# so one in-place sigmoid covers [0, 3H) and one tanh covers [3H, 4H).
-PACKED_ORDER = ("i", "f", "o", "g")
+# Packed order inside the fused path (see its layout note): the sigmoid gates o, i, f first and
+# the tanh candidate g last, so [0, 3H) is every sigmoid gate and [H, 4H) is what dc_t feeds.
+PACKED_ORDER = ("o", "i", "f", "g")
 
 
 # ============================================================================================
@@ -59,12 +61,14 @@ def lstm_step_backward(params, dstate, cache):
     """
     p, k = params, cache
     dh = dstate["h"]
+    ### BEGIN SOLUTION
     da_o = dh * k["tanh_c"] * dsigmoid(k["o"])  # dL/da_o: through eq. (6), then sigma' of eq. (5)
     dc = dstate["c"] + dh * k["o"] * dtanh(k["tanh_c"])  # dL/dc_t: carried + through eq. (6)
     da_i = dc * k["g"] * dsigmoid(k["i"])  # dL/da_i: through i*g of eq. (4), sigma' of eq. (2)
     da_f = dc * k["c_prev"] * dsigmoid(k["f"])  # dL/da_f: through f*c_{t-1} of eq. (4)
     da_g = dc * k["i"] * dtanh(k["g"])  # dL/da_g: through i*g of eq. (4), tanh' of eq. (1)
     dc_prev = dc * k["f"]  # dL/dc_{t-1}: the constant error carousel of eq. (4)
+    ### END SOLUTION
 
     pre = {"i": da_i, "f": da_f, "g": da_g, "o": da_o}
     grads, dx, dh_prev = _gate_input_grads(p, pre, k["x"], k["h_prev"])
@@ -138,6 +142,7 @@ def connected_step_backward(params, dstate, cache, *, squash, diagonal, cell_bia
     p, k = params, cache
     dact = dtanh if squash else _dlinear
     dh = dstate["h"]
+    ### BEGIN SOLUTION
     da_o = dh * k["tanh_c"] * dsigmoid(k["o"])  # dL/da_o: through eq. (6), sigma' of eq. (9)/(18)
     dz_o = da_o * dact(k["u_o"])  # dL/dz_o: through the tanh of eq. (9) (eq. 15 for gate o)
     dW_oc, dc_from_o = cell_term_backward(dz_o, p["W_oc"], k["c"], diagonal=diagonal)
@@ -151,6 +156,7 @@ def connected_step_backward(params, dstate, cache, *, squash, diagonal, cell_bia
     dW_ic, dc_from_i = cell_term_backward(dz_i, p["W_ic"], k["c_prev"], diagonal=diagonal)
     dW_fc, dc_from_f = cell_term_backward(dz_f, p["W_fc"], k["c_prev"], diagonal=diagonal)
     dc_prev = dc * k["f"] + dc_from_i + dc_from_f  # dL/dc_{t-1}: through f_t, W_ic and W_fc
+    ### END SOLUTION
 
     pre = {"i": da_i, "f": da_f, "g": da_g, "o": da_o}
     grads, dx, dh_prev = _gate_input_grads(p, pre, k["x"], k["h_prev"])
@@ -305,132 +311,361 @@ h_t = o_t * tanh(c_t)                                                       (6)
 # ============================================================================================
 # Fused sequence path (shared by lstm, peephole, wmc)
 # ============================================================================================
-def pack(params, part, gates=PACKED_ORDER):
-    """Stack one part of every gate into one array: part 'x' -> [W_ix; W_fx; W_ox; W_gx]
-    (4H, X), 'h' -> the W_kh (4H, H), 'b' -> the b_k (4H,)."""
+# Layout. The four gates of step t live side by side in one row block of a (T, B, 4H) buffer,
+# in PACKED_ORDER = (o, i, f, g):
+#
+#     [ o | i | f | g ]      o, i, f: sigmoid gates [0, 3H);  i, f, g: what dL/dc_t feeds [H, 4H)
+#
+# so every group the loop touches at once is one contiguous slice.
+#
+# Activations without temporaries. The rows of the packed weights and biases are multiplied
+# once per call by a power of two (exact), so that each gate needs only in-place passes:
+#
+#   tanh form (CuPy, and NumPy float32): sigmoid rows x 1/2, g rows x 1;
+#       o, i, f = 0.5 * tanh(a/2) + 0.5 = sigma(a);  g = tanh(a)
+#   exp form (NumPy float64, whose tanh is scalar libm code, ~3x slower than its exp here):
+#       sigmoid rows x -1, g rows x -2;
+#       o, i, f = 1 / (1 + exp(-a)) = sigma(a);     g = 2 / (1 + exp(-2a)) - 1 = tanh(a)
+#   exp(-a) may overflow to inf for a < -709; 1 / (1 + inf) = 0 is the right limit, so the
+#   overflow warning is silenced for the loop. Both forms are exact identities.
+#
+# Per step the forward does the one recurrent GEMM plus ~9 in-place ufunc calls on preallocated
+# (B, H) or (B, 4H) buffers; the backward first computes every local derivative that does not
+# depend on the recurrence for all T at once (vectorised, outside the loop), so the loop body
+# is the recurrent GEMM plus ~6 in-place multiplies. Nothing is allocated inside either loop.
+# On CuPy, `npcell.kernels.use_fused_kernels(True)` replaces the LSTM gate block of each step by
+# one ElementwiseKernel launch (forward) and one (backward); the plain path below stays the
+# reference and a gpu test compares the two.
+_O, _I, _F, _G = 0, 1, 2, 3  # block index of each gate in PACKED_ORDER
+
+
+class _GateMath:
+    """Which form (see the note above) and the row scales it folds into the packed weights."""
+
+    def __init__(self, xp, dtype):
+        self.exp_form = xp.__name__ == "numpy" and dtype.itemsize == 8
+        self.sig_scale, self.g_scale = (-1.0, -2.0) if self.exp_form else (0.5, 1.0)
+        self.xp = xp
+
+    def sigmoid_(self, z):
+        """z holds sig_scale * a; make it sigma(a), in place."""
+        if self.exp_form:
+            self.xp.exp(z, out=z)
+            z += 1.0
+            self.xp.reciprocal(z, out=z)
+        else:
+            self.xp.tanh(z, out=z)
+            z *= 0.5
+            z += 0.5
+
+    def tanh_(self, z):
+        """z holds g_scale * a; make it tanh(a), in place."""
+        if self.exp_form:
+            self.sigmoid_(z)  # sigma(2a)
+            z *= 2.0
+            z -= 1.0  # tanh(a) = 2 sigma(2a) - 1
+        else:
+            self.xp.tanh(z, out=z)
+
+    def tanh_into(self, a, out):
+        """out <- tanh(a)."""
+        if self.exp_form:
+            self.xp.multiply(a, self.g_scale, out=out)
+            self.tanh_(out)
+        else:
+            self.xp.tanh(a, out=out)
+
+    def quiet(self):
+        """A context that silences exp's harmless overflow (NumPy exp form only)."""
+        return self.xp.errstate(over="ignore") if self.exp_form else contextlib.nullcontext()
+
+
+def pack(params, part, gates=PACKED_ORDER, sigmoid_scale=1.0, g_scale=1.0):
+    """Stack one part of every gate into one array, in PACKED_ORDER (o, i, f, g).
+
+    part 'x' -> [W_ox; W_ix; W_fx; W_gx] (4H, X); 'h' -> the W_kh (4H, H); 'b' -> the b_k (4H,).
+    ``sigmoid_scale`` multiplies the rows of the sigmoid gates (o, i, f) and ``g_scale`` those of
+    g; the forward passes its gate-math scales (see the note above), the backward none.
+    """
     pattern = {"x": "W_{}x", "h": "W_{}h", "b": "b_{}"}[part]
     arrays = [params[pattern.format(k)] for k in gates]
-    return array_module(*arrays).concatenate(arrays, axis=0)
+    packed = array_module(*arrays).concatenate(arrays, axis=0)
+    H = arrays[0].shape[0]
+    for n, k in enumerate(gates):
+        scale = g_scale if k == "g" else sigmoid_scale
+        if scale != 1.0:
+            packed[n * H : (n + 1) * H] *= scale
+    return packed
+
+
+def _cell_reads(params, connection, xp, *, sig_scale):
+    """The packed cell-to-gate weights of peephole/WMC for the fused path (None for lstm).
+
+    Returns a dict: ``W_if`` (2H, H) full or (2, H) diagonal for i, f (which read c_{t-1}),
+    ``W_o`` (H, H) or (H,) for o (which reads c_t), the biases inside the read (or None), and
+    The forward adds the peephole's read to the scaled pre-activation, so its weights get the
+    sigmoid rows' scale ``sig_scale`` too (exact); the WMC's read is squashed first, so the
+    forward scales it after its tanh instead. The backward asks for the true weights (1.0).
+    """
+    if connection is None:
+        return None
+    squash, diagonal, cell_bias = connection
+    scale = 1.0 if squash else sig_scale
+    stack = xp.stack if diagonal else xp.concatenate
+    reads = dict(
+        squash=squash, diagonal=diagonal,
+        W_if=stack([params["W_ic"], params["W_fc"]], axis=0) * scale,
+        W_o=params["W_oc"] * scale,
+        b_if=xp.concatenate([params["b_ic"], params["b_fc"]]) * scale if cell_bias else None,
+        b_o=params["b_oc"] * scale if cell_bias else None,
+    )
+    return reads
+
+
+def _read_cell(c, W, bias, diagonal, out):
+    """out <- W c [+ bias]: diagonal W (k, H) multiplies c (B, H) into out (B, k, H) viewed as
+    (B, k*H); a full W (k*H, H) is a GEMM into out (B, k*H)."""
+    if diagonal:
+        B, H = c.shape
+        array_module(c).multiply(c[:, None, :], W, out=out.reshape(B, -1, H))
+    else:
+        array_module(c).matmul(c, W.T, out=out)
+    if bias is not None:
+        out += bias
 
 
 def fused_forward(params, x, state, connection):
-    """Forward over all T steps. x (T, B, X) -> h (T, B, H), final state, cache dict."""
+    """Forward over all T steps. x (T, B, X) -> h (T, B, H), final state, cache dict.
+
+    Cache (the stored activations, per step t): ``gates`` (T, B, 4H) the four gate activations
+    in PACKED_ORDER, ``hs``/``cs`` (T+1, B, H) h_t and c_t with the initial state at index 0,
+    ``tanh_cs`` (T, B, H) tanh(c_t), ``x`` (a reference to the input); WMC adds ``u_if``
+    (T, B, 2H) and ``u_o`` (T, B, H), the squashed cell reads tanh(W_kc c) that tanh' needs.
+    """
+    from .. import kernels
+
     xp = array_module(x)
-    T, B, _ = x.shape
+    T, B, X = x.shape
     H = state["h"].shape[1]
-    W_x, W_h, b = pack(params, "x"), pack(params, "h"), pack(params, "b")
+    dtype = x.dtype
+    act = _GateMath(xp, dtype)
+    scales = dict(sigmoid_scale=act.sig_scale, g_scale=act.g_scale)
+    W_x = pack(params, "x", **scales)
+    W_hT = pack(params, "h", **scales).T  # a transposed view: BLAS reads it as is
+    b = pack(params, "b", **scales)
     # One GEMM for the input projection of all T steps; the buffer then holds the gates.
-    gates = (x.reshape(T * B, -1) @ W_x.T + b).reshape(T, B, 4 * H)
-    hs = xp.empty((T + 1, B, H), dtype=x.dtype)
-    cs = xp.empty((T + 1, B, H), dtype=x.dtype)
-    tanh_cs = xp.empty((T, B, H), dtype=x.dtype)
+    gates = x.reshape(T * B, X) @ W_x.T
+    gates += b
+    gates = gates.reshape(T, B, 4 * H)
+    hs = xp.empty((T + 1, B, H), dtype=dtype)
+    cs = xp.empty((T + 1, B, H), dtype=dtype)
+    tanh_cs = xp.empty((T, B, H), dtype=dtype)
     hs[0], cs[0] = state["h"], state["c"]
-    recurrent = xp.empty((B, 4 * H), dtype=x.dtype)
-    if connection is not None:
-        squash, diagonal, cell_bias = connection
-        u_if = xp.empty((T, B, 2 * H), dtype=x.dtype)
-        u_o = xp.empty((T, B, H), dtype=x.dtype)
-        W_ifc = xp.concatenate([params["W_ic"], params["W_fc"]], axis=0)
-        b_ifc = xp.concatenate([params["b_ic"], params["b_fc"]]) if cell_bias else None
-        b_oc = params["b_oc"] if cell_bias else None
-    for t in range(T):
-        a = gates[t]
-        xp.matmul(hs[t], W_h.T, out=recurrent)  # the one recurrent GEMM of the LSTM
-        a += recurrent
-        if connection is not None:  # i, f read c_{t-1}: eq. (7)-(8) / (16)-(17)
-            if diagonal:
-                u = xp.concatenate([params["W_ic"] * cs[t], params["W_fc"] * cs[t]], axis=1)
-            else:
-                u = cs[t] @ W_ifc.T
-            if b_ifc is not None:
-                u += b_ifc
-            u_if[t] = xp.tanh(u) if squash else u
-            a[:, : 2 * H] += u_if[t]
-        _sigmoid_(a[:, : 2 * H])  # i, f
-        xp.tanh(a[:, 3 * H :], out=a[:, 3 * H :])  # g, eq. (1)
-        i, f, g = a[:, :H], a[:, H : 2 * H], a[:, 3 * H :]
-        c = cs[t + 1]
-        xp.multiply(f, cs[t], out=c)
-        c += i * g  # eq. (4)
-        if connection is not None:  # o reads c_t: eq. (9) / (18)
-            u = params["W_oc"] * c if diagonal else c @ params["W_oc"].T
-            if b_oc is not None:
-                u += b_oc
-            u_o[t] = xp.tanh(u) if squash else u
-            a[:, 2 * H : 3 * H] += u_o[t]
-        _sigmoid_(a[:, 2 * H : 3 * H])  # o
-        xp.tanh(c, out=tanh_cs[t])
-        xp.multiply(a[:, 2 * H : 3 * H], tanh_cs[t], out=hs[t + 1])  # eq. (6)
+    recurrent = xp.empty((B, 4 * H), dtype=dtype)  # per-step temporaries, allocated once
+    i_times_g = xp.empty((B, H), dtype=dtype)
+    reads = _cell_reads(params, connection, xp, sig_scale=act.sig_scale)
     cache = dict(x=x, gates=gates, hs=hs, cs=cs, tanh_cs=tanh_cs)
-    if connection is not None:
-        cache.update(u_if=u_if, u_o=u_o)
+    if reads is not None:
+        if reads["squash"]:
+            cache["u_if"] = xp.empty((T, B, 2 * H), dtype=dtype)
+            cache["u_o"] = xp.empty((T, B, H), dtype=dtype)
+    if reads is None and kernels.active(x):
+        step = kernels.lstm_forward_step  # the gate block below as one CuPy kernel launch
+        for t in range(T):
+            xp.matmul(hs[t], W_hT, out=recurrent)
+            step(gates[t], recurrent, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])
+        return hs[1:], {"h": hs[T].copy(), "c": cs[T].copy()}, cache
+
+    with act.quiet():
+        _forward_loop(gates, hs, cs, tanh_cs, W_hT, reads, cache, act, recurrent, i_times_g)
     return hs[1:], {"h": hs[T].copy(), "c": cs[T].copy()}, cache
 
 
+def _forward_loop(gates, hs, cs, tanh_cs, W_hT, reads, cache, act, recurrent, i_times_g):
+    """The time loop of :func:`fused_forward` (plain path): fills gates, hs, cs, tanh_cs."""
+    xp = act.xp
+    T, B, H4 = gates.shape
+    H = H4 // 4
+    gates4 = gates.reshape(T, B, 4, H)  # the same memory, one gate per index of axis 2
+    if reads is not None:
+        read_if = xp.empty((B, 2 * H), dtype=gates.dtype)
+        read_o = xp.empty((B, H), dtype=gates.dtype)
+        u_if, u_o = cache.get("u_if"), cache.get("u_o")
+    for t in range(T):
+        a, a4 = gates[t], gates4[t]  # (B, 4H) and its (B, 4, H) view
+        o, i, f, g = a4[:, _O], a4[:, _I], a4[:, _F], a4[:, _G]
+        c_prev, c = cs[t], cs[t + 1]
+        xp.matmul(hs[t], W_hT, out=recurrent)  # the one recurrent GEMM of the LSTM
+        a += recurrent  # pre-activations of eq. (1), (2), (3), (5), rows scaled
+        if reads is None:
+            act.sigmoid_(a4[:, :_G])  # o, i, f = sigma(a), eq. (5), (2), (3)
+            act.tanh_(g)  # g = tanh(a_g), eq. (1)
+        else:  # i, f read c_{t-1}: eq. (7)-(8) / (16)-(17)
+            _read_cell(c_prev, reads["W_if"], reads["b_if"], reads["diagonal"], read_if)
+            if reads["squash"]:
+                act.tanh_into(read_if, u_if[t])  # tanh(W_kc c_{t-1} [+ b_kc]), eq. (7)-(8)
+                xp.multiply(u_if[t], act.sig_scale, out=read_if)
+            a[:, H : 3 * H] += read_if
+            act.sigmoid_(a4[:, _I:_G])  # i, f: eq. (7)-(8) / (16)-(17)
+            act.tanh_(g)  # g, eq. (1)
+        xp.multiply(f, c_prev, out=c)
+        xp.multiply(i, g, out=i_times_g)
+        c += i_times_g  # c_t = f c_{t-1} + i g, eq. (4)
+        if reads is not None:  # o reads the new c_t: eq. (9) / (18)
+            _read_cell(c, reads["W_o"], reads["b_o"], reads["diagonal"], read_o)
+            if reads["squash"]:
+                act.tanh_into(read_o, u_o[t])
+                xp.multiply(u_o[t], act.sig_scale, out=read_o)
+            o += read_o
+            act.sigmoid_(o)  # o_t, eq. (9) / (18)
+        act.tanh_into(c, tanh_cs[t])
+        xp.multiply(o, tanh_cs[t], out=hs[t + 1])  # h_t = o_t tanh(c_t), eq. (6)
+
+
+def local_derivatives(cache, connection):
+    """Everything backward multiplies by that does not depend on the recurrence, for all T.
+
+    Returns ``D`` (T, B, 4H), PACKED_ORDER blocks, which the backward loop turns into dL/da in
+    place: D_o = tanh(c_t) sigma'(o) (times dL/dh_t gives dL/da_o), D_i = g sigma'(i),
+    D_f = c_{t-1} sigma'(f), D_g = i tanh'(g) (times dL/dc_t give dL/da_i, da_f, da_g);
+    ``dc_dh`` (T, B, H) = o tanh'(c_t), the path dL/dh_t -> dL/dc_t of eq. (6); and for WMC
+    ``du_if`` (T, B, 2H), ``du_o`` (T, B, H) = tanh' of the squashed cell reads.
+    """
+    gates, cs, tanh_cs = cache["gates"], cache["cs"], cache["tanh_cs"]
+    xp = array_module(gates)
+    T, B, H4 = gates.shape
+    H = H4 // 4
+    A = gates.reshape(T, B, 4, H)
+    D_flat = xp.empty_like(gates)
+    D = D_flat.reshape(T, B, 4, H)
+    sig, sig_d = A[:, :, :_G], D[:, :, :_G]
+    xp.subtract(1.0, sig, out=sig_d)
+    sig_d *= sig  # sigma' = s (1 - s) for o, i, f
+    D[:, :, _O] *= tanh_cs  # D_o: eq. (6) then sigma' of eq. (5)
+    D[:, :, _I] *= A[:, :, _G]  # D_i: i g of eq. (4) then sigma' of eq. (2)
+    D[:, :, _F] *= cs[:-1]  # D_f: f c_{t-1} of eq. (4) then sigma' of eq. (3)
+    g, D_g = A[:, :, _G], D[:, :, _G]
+    xp.multiply(g, g, out=D_g)
+    xp.subtract(1.0, D_g, out=D_g)
+    D_g *= A[:, :, _I]  # D_g: i g of eq. (4) then tanh' of eq. (1)
+    dc_dh = tanh_cs * tanh_cs
+    xp.subtract(1.0, dc_dh, out=dc_dh)
+    dc_dh *= A[:, :, _O]  # dc_t/dh_t: o_t tanh'(c_t), eq. (6)
+    out = dict(D=D_flat, dc_dh=dc_dh)
+    if connection is not None and connection[0]:  # WMC: tanh' of the cell reads
+        for name in ("u_if", "u_o"):
+            u = cache[name]
+            du = u * u
+            xp.subtract(1.0, du, out=du)
+            out["d" + name] = du
+    return out
+
+
 def fused_backward(params, dh, cache, dstate, connection):
-    """Backward over all T steps; returns (grads, dx (T, B, X), dstate0)."""
-    x, gates, hs, cs, tanh_cs = (cache[k] for k in ("x", "gates", "hs", "cs", "tanh_cs"))
+    """Backward over all T steps; returns (grads, dx (T, B, X), dstate0).
+
+    dh (T, B, H) is dL/dh_t from the loss at each step; dstate the gradient of the final state.
+    The cache is read, never modified, so backward may run twice on one forward.
+    """
+    from .. import kernels
+
+    x, gates, hs, cs = (cache[k] for k in ("x", "gates", "hs", "cs"))
     xp = array_module(x)
     T, B, X = x.shape
     H = hs.shape[2]
-    W_x, W_h = pack(params, "x"), pack(params, "h")
-    dgates = xp.empty((T, B, 4 * H), dtype=x.dtype)
-    dh_next, dc_next = dstate["h"].copy(), dstate["c"].copy()
-    if connection is not None:
-        squash, diagonal, cell_bias = connection
-        dz_if = xp.empty((T, B, 2 * H), dtype=x.dtype)
-        dz_o = xp.empty((T, B, H), dtype=x.dtype)
-        W_ifc = xp.concatenate([params["W_ic"], params["W_fc"]], axis=0)
-    for t in range(T - 1, -1, -1):
-        a, da = gates[t], dgates[t]
-        i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        tanh_c = tanh_cs[t]
-        dh_t = dh[t] + dh_next
-        da[:, 2 * H : 3 * H] = dh_t * tanh_c * dsigmoid(o)  # dL/da_o: through eq. (6)
-        dc = dc_next + dh_t * o * dtanh(tanh_c)  # dL/dc_t: carried + through eq. (6)
-        if connection is not None:  # the o-gate read c_t: its term joins dc_t first
-            dz = da[:, 2 * H : 3 * H] * dtanh(cache["u_o"][t]) if squash else da[:, 2 * H : 3 * H]
-            dz_o[t] = dz
-            dc += dz * params["W_oc"] if diagonal else dz @ params["W_oc"]
-        da[:, :H] = dc * g * dsigmoid(i)  # dL/da_i: through eq. (4)
-        da[:, H : 2 * H] = dc * cs[t] * dsigmoid(f)  # dL/da_f: through eq. (4)
-        da[:, 3 * H :] = dc * i * dtanh(g)  # dL/da_g: through eq. (4)
-        dc_next = dc * f  # dL/dc_{t-1}: through f_t ...
-        if connection is not None:  # ... and through W_ic, W_fc
-            dz = da[:, : 2 * H] * dtanh(cache["u_if"][t]) if squash else da[:, : 2 * H]
-            dz_if[t] = dz
-            if diagonal:
-                dc_next += dz[:, :H] * params["W_ic"] + dz[:, H:] * params["W_fc"]
-            else:
-                dc_next += dz @ W_ifc
-        dh_next = da @ W_h  # dL/dh_{t-1}: the one recurrent GEMM back
-    # Weight gradients: one GEMM over all T*B rows each.
+    dtype = x.dtype
+    W_x, W_h = pack(params, "x"), pack(params, "h")  # the true weights: dL/da, not dL/d(a/2)
+    reads = _cell_reads(params, connection, xp, sig_scale=1.0)
+    dh_next = xp.empty((B, H), dtype=dtype)  # dL/dh_{t-1} from step t: the recurrent GEMM
+    dh_next[...] = dstate["h"]
+    dc = dstate["c"].copy()  # dL/dc_t, carried backwards and updated in place
+    dh_t = xp.empty((B, H), dtype=dtype)
+    scratch = xp.empty((B, 2 * H), dtype=dtype)
+
+    if reads is None and kernels.active(x):
+        dgates = xp.empty_like(gates)
+        dc_prev = xp.empty_like(dc)
+        step = kernels.lstm_backward_step  # the gate block below as one CuPy kernel launch
+        for t in range(T - 1, -1, -1):
+            step(gates[t], cs[t], cache["tanh_cs"][t], dh[t], dh_next, dc, dgates[t], dc_prev)
+            dc, dc_prev = dc_prev, dc
+            xp.matmul(dgates[t], W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
+    else:
+        local = local_derivatives(cache, connection)
+        dgates, dc_dh = local["D"], local["dc_dh"]  # D becomes dL/da in place, step by step
+        D4 = dgates.reshape(T, B, 4, H)
+        A4 = gates.reshape(T, B, 4, H)
+        if reads is not None:
+            squash, diagonal = reads["squash"], reads["diagonal"]
+            W_if, W_o = reads["W_if"], reads["W_o"]
+            if squash:
+                dz_if = xp.empty((T, B, 2 * H), dtype=dtype)
+                dz_o = xp.empty((T, B, H), dtype=dtype)
+            else:  # peephole: dz = da, read straight from dgates after the loop
+                dz_if = dgates[:, :, H : 3 * H]
+                dz_o = dgates[:, :, :H]
+        for t in range(T - 1, -1, -1):
+            d, d4 = dgates[t], D4[t]
+            xp.add(dh[t], dh_next, out=dh_t)  # dL/dh_t: this step's loss + carried from t+1
+            d4[:, _O] *= dh_t  # dL/da_o: through eq. (6), sigma' of eq. (5)/(9)/(18)
+            xp.multiply(dh_t, dc_dh[t], out=scratch[:, :H])
+            dc += scratch[:, :H]  # dL/dc_t: carried + through eq. (6)
+            if reads is not None:  # the o-gate read c_t: its term joins dL/dc_t before di/df/dg
+                if squash:
+                    xp.multiply(d4[:, _O], local["du_o"][t], out=dz_o[t])  # through tanh of (9)
+                _read_back(dz_o[t], W_o, diagonal, dc, scratch)  # dL/dc_t += W_oc^T dz_o
+            d4[:, _I:] *= dc[:, None, :]  # dL/da_i, da_f, da_g: through eq. (4)
+            dc *= A4[t, :, _F]  # dL/dc_{t-1}: the constant error carousel f_t of eq. (4) ...
+            if reads is not None:  # ... plus the reads of c_{t-1} by i and f (W_ic, W_fc)
+                if squash:  # delta-hat i_t, f_t: eq. (15)
+                    xp.multiply(d[:, H : 3 * H], local["du_if"][t], out=dz_if[t])
+                _read_back(dz_if[t], W_if, diagonal, dc, scratch)
+            xp.matmul(d, W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
+
+    # Weight gradients: one GEMM over all T*B rows each (eq. (12)-(13) summed over t and b).
     flat = dgates.reshape(T * B, 4 * H)
     dW_x = flat.T @ x.reshape(T * B, X)
     dW_h = flat.T @ hs[:-1].reshape(T * B, H)
     db = flat.sum(axis=0)
-    dx = (flat @ W_x).reshape(T, B, X)
+    dx = (flat @ W_x).reshape(T, B, X)  # dL/dx_t for every t at once
     grads = {}
     for n, k in enumerate(PACKED_ORDER):
         rows = slice(n * H, (n + 1) * H)
         grads[f"W_{k}x"], grads[f"W_{k}h"], grads[f"b_{k}"] = dW_x[rows], dW_h[rows], db[rows]
-    if connection is not None:
+    if reads is not None:
         c_prev = cs[:-1].reshape(T * B, H)
         c_now = cs[1:].reshape(T * B, H)
         dzf = dz_if.reshape(T * B, 2 * H)
         dzo = dz_o.reshape(T * B, H)
         if diagonal:
-            grads["W_ic"] = (dzf[:, :H] * c_prev).sum(axis=0)
-            grads["W_fc"] = (dzf[:, H:] * c_prev).sum(axis=0)
-            grads["W_oc"] = (dzo * c_now).sum(axis=0)
+            grads["W_ic"] = xp.einsum("nh,nh->h", dzf[:, :H], c_prev)  # sum over t and b
+            grads["W_fc"] = xp.einsum("nh,nh->h", dzf[:, H:], c_prev)
+            grads["W_oc"] = xp.einsum("nh,nh->h", dzo, c_now)  # pairs with c_t
         else:
             dW_ifc = dzf.T @ c_prev  # eq. (14) / (21), summed over t and the batch
             grads["W_ic"], grads["W_fc"] = dW_ifc[:H], dW_ifc[H:]
             grads["W_oc"] = dzo.T @ c_now  # pairs with c_t
-        if cell_bias:
+        if reads["b_if"] is not None:
             dbc = dzf.sum(axis=0)
             grads.update(b_ic=dbc[:H], b_fc=dbc[H:], b_oc=dzo.sum(axis=0))
-    return _ordered(params, grads), dx, {"h": dh_next, "c": dc_next}
+    return _ordered(params, grads), dx, {"h": dh_next, "c": dc}
+
+
+def _read_back(dz, W, diagonal, dc, scratch):
+    """dc += dL/dc through a cell read z = W c: dz (B, k*H) -> W^T dz (full W (k*H, H)) or
+    sum_k w_k * dz_k (diagonal W (k, H)); ``scratch`` (B, >= k*H) avoids allocation."""
+    xp = array_module(dz)
+    B, H = dc.shape
+    if diagonal:
+        k = W.shape[0] if W.ndim == 2 else 1
+        prod = scratch[:, : k * H]
+        xp.multiply(dz.reshape(B, k, H), W.reshape(k, H), out=prod.reshape(B, k, H))
+        for n in range(k):
+            dc += prod[:, n * H : (n + 1) * H]
+    else:
+        prod = scratch[:, :H]
+        xp.matmul(dz, W, out=prod)
+        dc += prod
 
 
 # ----- small helpers ------------------------------------------------------------------------

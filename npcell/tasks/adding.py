@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy
 
+from .base import Task, check_positive
+
 BASELINE_MSE = 1.0 / 6.0
 
 
@@ -30,3 +32,34 @@ def make_batch(T: int, batch_size: int, rng: numpy.random.Generator, dtype="floa
     x = numpy.stack([values, mask], axis=-1).astype(dtype)
     y = (values[first, cols] + values[second, cols])[:, None].astype(dtype)
     return x, y
+
+
+class AddingTask(Task):
+    """The adding problem as a training task: MSE read out from h_T, baseline 1/6.
+
+    ``n_train`` training sequences (a fixed set, or drawn afresh each epoch with ``fresh=True``)
+    and ``n_test`` test sequences, all from :func:`make_batch` with Generators seeded by
+    (seed, split, epoch). The WMC paper does not say how many sequences an epoch holds; it is a
+    parameter here.
+    """
+
+    name = "adding"
+    inputs = "real"
+    input_size = 2
+    num_outputs = 1
+    loss = "mse"
+    readout = "last"
+    metric = "mse"
+    baseline = BASELINE_MSE
+
+    def __init__(self, T=200, n_train=10_000, n_test=1_000, fresh=False, seed=0):
+        super().__init__(seed)
+        self.T = check_positive("T", T, minimum=2)
+        self.n_train = check_positive("n_train", n_train)
+        self.n_test = check_positive("n_test", n_test)
+        self.fresh = bool(fresh)
+
+    def _make_split(self, split, epoch):
+        n = self.n_train if split == "train" else self.n_test
+        x, y = make_batch(self.T, n, self._rng(split, epoch), dtype="float64")
+        return {"x": x, "y": y}

@@ -1,0 +1,579 @@
+"""``npcell bench``: time npcell against PyTorch in the same process and report ratios.
+
+What is timed: one forward + backward over a (T, B, X) sequence with dL/dh = a fixed random
+(T, B, H) array, including dx and the weight gradients, for npcell and for its PyTorch baseline
+on the same shapes, dtype and device:
+
+* ``lstm`` vs ``torch.nn.LSTM``, ``gru`` vs ``torch.nn.GRU`` (PyTorch form, ``reset_after=True``);
+* ``peephole``, ``wmc``, ``ulstm`` (PyTorch has none) vs a plain PyTorch autograd loop of the
+  same equations, written the way a user would: packed gate weights, one step per iteration
+  (the thing a user would otherwise write);
+* the GEMM floor: the same GEMMs npcell issues (input projection, the recurrent GEMMs of each
+  step forward and back, the weight-gradient GEMMs), alone, on preallocated outputs. Its share
+  of npcell's time says how much is left above the hardware limit of this BLAS.
+
+Each number is the median of ``repeats`` runs after ``warmup`` runs; npcell and the baseline
+alternate run by run so both see the same machine load. Thread counts are pinned (BLAS via
+threadpoolctl when installed, ``torch.set_num_threads``) and written into the JSON with the
+machine, the library versions and the load average. The first warm-up also checks that both
+implementations compute the same h (max |difference| goes into the JSON).
+
+Outputs: ``OUT/bench_<device>.json`` (everything) and ``OUT/bench_<device>.md`` (the table of
+ratios). ``--quick`` shrinks shapes and repeats so a smoke test runs in seconds; ``make bench``
+runs the full set (several minutes on one core). ``--device gpu`` times npcell on CuPy (plain
+and fused-kernel paths) against PyTorch CUDA (``nn.LSTM`` with cuDNN, and the eager loop).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy
+
+from . import backend
+from .cells import CELLS, make_cell
+
+# name -> (B, T, X, H)
+SHAPES = {
+    "adding": (128, 200, 2, 128),
+    "charlm": (32, 150, 50, 512),
+    "smnist": (128, 784, 1, 128),
+    "latency": (1, 1000, 2, 32),
+}
+QUICK_SHAPES = {
+    "adding": (16, 20, 2, 16),
+    "charlm": (8, 10, 10, 32),
+    "smnist": (16, 40, 1, 16),
+    "latency": (1, 50, 2, 8),
+}
+MAIN_SHAPES = ("adding", "charlm", "smnist")
+KINDS = ("lstm", "gru", "peephole", "wmc", "ulstm")
+TORCH_MODULE_KINDS = {"lstm": "LSTM", "gru": "GRU"}
+CELL_OPTIONS = {"gru": {"reset_after": True}}  # the form nn.GRU computes
+
+
+# ============================================================================================
+# Environment: threads, machine, synchronisation
+# ============================================================================================
+def pin_threads(n: int) -> dict:
+    """Pin BLAS/OpenMP threads (threadpoolctl if installed) and torch's; return what was set."""
+    info = {"requested": n, "blas": None, "torch": None, "env": {}}
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)  # for libraries loaded after this point
+        info["env"][var] = str(n)
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+
+        threadpool_limits(n)
+        info["blas"] = [
+            {"api": p.get("internal_api"), "threads": p.get("num_threads"),
+             "library": Path(p.get("filepath", "")).name}
+            for p in threadpool_info()
+        ]
+    except ImportError:
+        info["blas"] = "threadpoolctl not installed: BLAS threads set through environment only"
+    torch = _torch()
+    if torch is not None:
+        torch.set_num_threads(n)
+        info["torch"] = torch.get_num_threads()
+    return info
+
+
+def machine_info() -> dict:
+    torch = _torch()
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "numpy": numpy.__version__,
+        "torch": getattr(torch, "__version__", None),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    return info
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+class Device:
+    """Where a run happens: 'cpu' (NumPy + torch CPU) or 'gpu' (CuPy + torch CUDA)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.backend = "numpy" if name == "cpu" else "cupy"
+        self.xp = backend.xp_for(self.backend)
+        self.torch_device = "cpu" if name == "cpu" else "cuda"
+
+    def sync(self):
+        if self.name == "gpu":
+            self.xp.cuda.Device().synchronize()
+            torch = _torch()
+            if torch is not None and torch.cuda.is_available():
+                torch.cuda.synchronize()
+
+    def info(self) -> dict:
+        if self.name == "cpu":
+            return {"device": "cpu"}
+        cupy = self.xp
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        return {"device": "gpu", "gpu": props["name"].decode(), "cupy": cupy.__version__}
+
+
+# ============================================================================================
+# Timing
+# ============================================================================================
+def median_times(runners: dict, *, repeats: int, warmup: int, sync) -> dict:
+    """Median wall time of each zero-argument callable, interleaved run by run."""
+    for _ in range(warmup):
+        for run in runners.values():
+            run()
+            sync()
+    samples = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def npcell_runner(cell, x, dh):
+    """forward + backward through the public API (the driver validates shapes as users get)."""
+    from .sequence import backward, forward
+
+    def run():
+        _, _, cache = forward(cell, x)
+        backward(cell, dh, cache)
+
+    return run
+
+
+# ============================================================================================
+# PyTorch baselines
+# ============================================================================================
+def torch_baseline(cell, x_host, dh_host, device: Device):
+    """(runner, forward-only function returning h as NumPy) of the PyTorch twin of ``cell``."""
+    torch = _torch()
+    dtype = getattr(torch, cell.dtype.name)
+    x = torch.tensor(x_host, dtype=dtype, device=device.torch_device, requires_grad=True)
+    dh = torch.tensor(dh_host, dtype=dtype, device=device.torch_device)
+    if cell.kind in TORCH_MODULE_KINDS:
+        module = getattr(torch.nn, TORCH_MODULE_KINDS[cell.kind])(cell.input_size,
+                                                                   cell.hidden_size)
+        module = module.to(device=device.torch_device, dtype=dtype)
+        _load_torch_weights(module, cell)
+
+        def forward():
+            return module(x)[0]
+    else:
+        params = {name: torch.tensor(backend.to_numpy(p), dtype=dtype,
+                                     device=device.torch_device, requires_grad=True)
+                  for name, p in cell.params.items()}
+        loop = TORCH_LOOPS[cell.kind]
+        packed = _torch_packed(params, cell.kind, torch)
+
+        def forward():
+            return loop(packed, x, cell.options)
+
+    def run():
+        forward().backward(dh)
+
+    def h_numpy():
+        with torch.no_grad():
+            return forward().detach().cpu().numpy()
+
+    return run, h_numpy
+
+
+def _load_torch_weights(module, cell):
+    from .cells import torch_convert
+
+    convert = {"lstm": torch_convert.lstm_to_torch_state_dict,
+               "gru": torch_convert.gru_to_torch_state_dict}[cell.kind]
+    state = {k: v.to(module.weight_ih_l0) for k, v in convert(cell).items()}
+    module.load_state_dict(state)
+
+
+def _torch_packed(params, kind, torch):
+    """Pack the named parameters the way a user's cell module would hold them."""
+    cat = torch.cat
+    if kind in ("peephole", "wmc"):
+        gates = ("i", "f", "g", "o")
+        packed = dict(W_x=cat([params[f"W_{k}x"] for k in gates]),
+                      W_h=cat([params[f"W_{k}h"] for k in gates]),
+                      b=cat([params[f"b_{k}"] for k in gates]))
+        packed.update({k: v for k, v in params.items() if k[-1] == "c"})
+        return packed
+    if kind == "ulstm":
+        gates = [k for k in ("i", "o", "z", "f") if f"W_{k}x" in params]
+        packed = dict(W_x=cat([params[f"W_{k}x"] for k in gates] + [params["W_ux"]]),
+                      b_x=cat([params[f"b_{k}x"] for k in gates] + [params["b_ux"]]),
+                      W_h=cat([params[f"W_{k}h"] for k in gates]),
+                      b_h=cat([params[f"b_{k}h"] for k in gates]),
+                      U_m=params["U_m"], b_m=params["b_m"], gates=gates)
+        return packed
+    raise KeyError(kind)
+
+
+def _torch_connected_loop(p, x, options, *, squash):
+    """Peephole (eq. 16-18) / WMC (eq. 7-9) in PyTorch autograd, one step per iteration."""
+    import torch
+
+    T, B, _ = x.shape
+    H = p["W_h"].shape[1]
+    h = x.new_zeros(B, H)
+    c = x.new_zeros(B, H)
+    diagonal = options["diagonal"]
+    act = torch.tanh if squash else (lambda z: z)
+
+    def read(k, c):
+        z = p[f"W_{k}c"] * c if diagonal else c @ p[f"W_{k}c"].T
+        return act(z + p[f"b_{k}c"] if f"b_{k}c" in p else z)
+
+    out = []
+    for t in range(T):
+        a = x[t] @ p["W_x"].T + h @ p["W_h"].T + p["b"]
+        a_i, a_f, a_g, a_o = a.chunk(4, dim=1)
+        i = torch.sigmoid(a_i + read("i", c))
+        f = torch.sigmoid(a_f + read("f", c))
+        g = torch.tanh(a_g)
+        c = f * c + i * g
+        o = torch.sigmoid(a_o + read("o", c))
+        h = o * torch.tanh(c)
+        out.append(h)
+    return torch.stack(out)
+
+
+def _torch_ulstm_loop(p, x, options):
+    """The Untied LSTM (npcell/cells/ulstm.py, U1-U8) in PyTorch autograd."""
+    import torch
+
+    T, B, _ = x.shape
+    H = p["U_m"].shape[0]
+    h = x.new_zeros(B, H)
+    c = x.new_zeros(B, H)
+    n_gates = len(p["gates"])
+    out = []
+    for t in range(T):
+        ax = x[t] @ p["W_x"].T + p["b_x"]
+        ah = h @ p["W_h"].T + p["b_h"]
+        s = torch.sigmoid(ax[:, : n_gates * H] + ah).chunk(n_gates, dim=1)
+        gate = dict(zip(p["gates"], s))
+        m = gate["z"] * torch.tanh(c)  # U5
+        u = torch.tanh(ax[:, n_gates * H :] + m @ p["U_m"].T + p["b_m"])  # U6
+        c = gate["i"] * u + gate["f"] * c  # U7
+        h = gate["o"] * torch.tanh(c) if "o" in gate else torch.tanh(c)  # U8
+        out.append(h)
+    return torch.stack(out)
+
+
+TORCH_LOOPS = {
+    "peephole": lambda p, x, o: _torch_connected_loop(p, x, o, squash=False),
+    "wmc": lambda p, x, o: _torch_connected_loop(p, x, o, squash=True),
+    "ulstm": _torch_ulstm_loop,
+}
+
+
+# ============================================================================================
+# GEMM floor and cache size
+# ============================================================================================
+def gemm_floor_runner(kind, B, T, X, H, dtype, xp):
+    """The GEMMs npcell's fused lstm/peephole/wmc path issues, alone (None for other kinds)."""
+    if kind not in ("lstm", "peephole", "wmc"):
+        return None
+    rng = numpy.random.default_rng(0)
+
+    def arr(*shape):
+        return xp.asarray(rng.standard_normal(shape) * 0.1, dtype=dtype)
+
+    x, W_x, W_h = arr(T * B, X), arr(4 * H, X), arr(4 * H, H)
+    h, out4, da, out1 = arr(B, H), arr(B, 4 * H), arr(B, 4 * H), arr(B, H)
+    flat, hs = arr(T * B, 4 * H), arr(T * B, H)
+    full_reads = kind == "wmc"  # the default WMC reads the cell with full (H, H) matrices
+    if full_reads:
+        W_if, W_o, out2, dz2 = arr(2 * H, H), arr(H, H), arr(B, 2 * H), arr(B, 2 * H)
+        dz_flat2, dz_flat1 = arr(T * B, 2 * H), arr(T * B, H)
+
+    def run():
+        x @ W_x.T  # input projection of all T steps
+        for _ in range(T):
+            xp.matmul(h, W_h.T, out=out4)  # recurrent GEMM, forward
+            if full_reads:
+                xp.matmul(h, W_if.T, out=out2)
+                xp.matmul(h, W_o.T, out=out1)
+        for _ in range(T):
+            xp.matmul(da, W_h, out=out1)  # recurrent GEMM, backward
+            if full_reads:
+                xp.matmul(dz2, W_if, out=out1)
+                xp.matmul(out1, W_o, out=h)
+        flat.T @ x  # dW_x
+        flat.T @ hs  # dW_h
+        flat @ W_x  # dx
+        if full_reads:
+            dz_flat2.T @ hs
+            dz_flat1.T @ hs
+
+    return run
+
+
+def theoretical_cache_bytes(cell, T, B) -> int | None:
+    """T * B * (stored activations per step) * itemsize, for the fused lstm/peephole/wmc path.
+
+    Per step: x_t (X), the four gate activations (4H), c_t, tanh(c_t) and h_t (3H); WMC also the
+    three squashed cell reads tanh(W_kc c) (3H) that its tanh' needs. The initial h_0, c_0 are
+    2BH on top (negligible for long T, so not part of the theory).
+    """
+    X, H = cell.input_size, cell.hidden_size
+    per_step = {"lstm": X + 7 * H, "peephole": X + 7 * H, "wmc": X + 10 * H}.get(cell.kind)
+    if per_step is None:
+        return None
+    return T * B * per_step * cell.dtype.itemsize
+
+
+# ============================================================================================
+# One case and the whole run
+# ============================================================================================
+def bench_case(kind, shape_name, B, T, X, H, dtype, device: Device, *, repeats, warmup,
+               with_torch=True, fused_kernels=False) -> dict:
+    """Time one (kind, shape, dtype) case; return a flat record for the JSON."""
+    from . import kernels
+    from .sequence import forward
+
+    options = CELL_OPTIONS.get(kind, {})
+    cell = make_cell(kind, X, H, dtype=dtype, seed=0, backend=device.backend, **options)
+    rng = numpy.random.default_rng(1)
+    x_host = rng.standard_normal((T, B, X)).astype(dtype)
+    dh_host = rng.standard_normal((T, B, H)).astype(dtype)
+    xp = device.xp
+    x, dh = xp.asarray(x_host), xp.asarray(dh_host)
+    record = dict(kind=kind, shape=shape_name, B=B, T=T, X=X, H=H, dtype=dtype,
+                  device=device.name, fused_kernels=fused_kernels)
+    runners = {"npcell": npcell_runner(cell, x, dh)}
+    if with_torch and _torch() is not None:
+        torch_run, torch_h = torch_baseline(cell, x_host, dh_host, device)
+        runners["torch"] = torch_run
+        record["baseline"] = ("torch.nn." + TORCH_MODULE_KINDS[kind] if kind in
+                              TORCH_MODULE_KINDS else "torch autograd loop")
+        h_np = backend.to_numpy(forward(cell, x)[0])
+        record["parity_max_abs_diff"] = float(numpy.abs(h_np - torch_h()).max())
+    floor = gemm_floor_runner(kind, B, T, X, H, dtype, xp)
+    if floor is not None:
+        runners["gemm_floor"] = floor
+    with kernels.use_fused_kernels(fused_kernels):
+        times = median_times(runners, repeats=repeats, warmup=warmup, sync=device.sync)
+    record["npcell_s"] = times["npcell"]
+    record["us_per_step"] = times["npcell"] / T * 1e6
+    if "torch" in times:
+        record["torch_s"] = times["torch"]
+        record["ratio_npcell_over_torch"] = times["npcell"] / times["torch"]
+    if "gemm_floor" in times:
+        record["gemm_floor_s"] = times["gemm_floor"]
+        record["gemm_share"] = times["gemm_floor"] / times["npcell"]
+    _, _, cache = forward(cell, x)
+    theory = theoretical_cache_bytes(cell, T, B)
+    record["cache_bytes"] = int(cache.nbytes)
+    if theory:
+        record["cache_theory_bytes"] = theory
+        record["cache_ratio"] = cache.nbytes / theory
+    return record
+
+
+def run_benchmarks(*, device="cpu", quick=False, kinds=KINDS, shapes=None, dtypes=None,
+                   repeats=None, warmup=None, threads=1, with_torch=True, progress=print):
+    """Run every requested case; return the JSON-ready dict (``meta`` + ``results``)."""
+    dev = Device(device)
+    table = QUICK_SHAPES if quick else SHAPES
+    shapes = list(shapes or table)
+    dtypes = list(dtypes or ("float32", "float64"))
+    repeats = repeats or (1 if quick else 5)
+    warmup = warmup if warmup is not None else 1
+    kinds = [k for k in kinds if k in CELLS]
+    meta = dict(machine=machine_info(), threads=pin_threads(threads), device=dev.info(),
+                quick=quick, repeats=repeats, warmup=warmup, timer="median of time.perf_counter",
+                started=time.strftime("%Y-%m-%d %H:%M:%S"))
+    results = []
+    variants = [False, True] if device == "gpu" else [False]
+    for shape_name in shapes:
+        B, T, X, H = table[shape_name]
+        for kind in kinds:
+            if shape_name == "latency" and kind not in ("lstm",):
+                continue  # the latency case is about the per-step overhead of the LSTM loop
+            for dtype in dtypes:
+                for fused_kernels in variants:
+                    if fused_kernels and kind != "lstm":
+                        continue
+                    rec = bench_case(kind, shape_name, B, T, X, H, dtype, dev, repeats=repeats,
+                                     warmup=warmup, with_torch=with_torch,
+                                     fused_kernels=fused_kernels)
+                    results.append(rec)
+                    progress(_one_line(rec))
+    meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    meta["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return {"meta": meta, "results": results}
+
+
+def _one_line(r):
+    ratio = r.get("ratio_npcell_over_torch")
+    share = r.get("gemm_share")
+    return (f"{r['kind']:>8} {r['shape']:>8} {r['dtype']:>7}"
+            f"{' fused' if r['fused_kernels'] else ''}: npcell {r['npcell_s'] * 1e3:9.2f} ms"
+            + (f"  torch {r['torch_s'] * 1e3:9.2f} ms  ratio {ratio:5.2f}" if ratio else "")
+            + (f"  GEMM share {share:4.0%}" if share else ""))
+
+
+def markdown_table(data) -> str:
+    """The ratios as a markdown table (npcell time / baseline time: below 1 is faster)."""
+    m = data["meta"]
+    lines = [
+        f"npcell vs PyTorch, forward + backward, device {m['device'].get('device')}"
+        f"{' (' + m['device']['gpu'] + ')' if 'gpu' in m['device'] else ''}, "
+        f"threads {m['threads']['requested']}, median of {m['repeats']} after {m['warmup']} "
+        f"warm-up; {m['machine']['processor']}, {m['machine']['cpu_count']} CPUs, "
+        f"load average {m['machine']['load_average']}.",
+        "",
+        "| kind | shape (B, T, X, H) | dtype | path | npcell ms | baseline | baseline ms "
+        "| ratio | us/step | GEMM floor ms | GEMM share | cache / theory |",
+        "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in data["results"]:
+        def f(key, scale=1.0, fmt="{:.2f}", r=r):
+            return fmt.format(r[key] * scale) if r.get(key) is not None else "-"
+
+        lines.append(
+            f"| {r['kind']} | {r['shape']} ({r['B']}, {r['T']}, {r['X']}, {r['H']}) "
+            f"| {r['dtype']} | {'fused kernels' if r['fused_kernels'] else 'plain'} "
+            f"| {f('npcell_s', 1e3, '{:.1f}')} | {r.get('baseline', '-')} "
+            f"| {f('torch_s', 1e3, '{:.1f}')} | {f('ratio_npcell_over_torch')} "
+            f"| {f('us_per_step', 1, '{:.1f}')} | {f('gemm_floor_s', 1e3, '{:.1f}')} "
+            f"| {f('gemm_share', 100, '{:.0f}%')} | {f('cache_ratio', 1, '{:.3f}')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_results(data, out_dir, name) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / f"{name}.json", out / f"{name}.md"
+    json_path.write_text(json.dumps(data, indent=1) + "\n")
+    md_path.write_text(markdown_table(data))
+    return json_path, md_path
+
+
+# ============================================================================================
+# Scaling plot: time vs T, H, B
+# ============================================================================================
+SCALING_BASE = dict(B=32, T=100, X=16, H=128)
+SCALING_AXES = {"T": [25, 50, 100, 200, 400], "H": [32, 64, 128, 256, 512],
+                "B": [1, 8, 32, 128, 256]}
+
+
+def run_scaling(*, dtype="float32", repeats=3, quick=False, progress=print) -> dict:
+    """lstm fwd+bwd time (npcell, nn.LSTM, GEMM floor) along T, H and B around SCALING_BASE."""
+    dev = Device("cpu")
+    axes = {k: v[:2] for k, v in SCALING_AXES.items()} if quick else SCALING_AXES
+    base = dict(B=4, T=10, X=4, H=8) if quick else SCALING_BASE
+    rows = []
+    for axis, values in axes.items():
+        for value in values:
+            s = {**base, axis: value}
+            rec = bench_case("lstm", f"{axis}={value}", s["B"], s["T"], s["X"], s["H"], dtype,
+                             dev, repeats=repeats, warmup=1)
+            rec["axis"] = axis
+            rows.append(rec)
+            progress(_one_line(rec))
+    return {"base": base, "dtype": dtype, "rows": rows}
+
+
+def plot_scaling(scaling, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, axis in zip(axes, ("T", "H", "B")):
+        rows = [r for r in scaling["rows"] if r["axis"] == axis]
+        xs = [r[axis] for r in rows]
+        for key, label, style in (("npcell_s", "npcell", "o-"), ("torch_s", "torch nn.LSTM", "s--"),
+                                  ("gemm_floor_s", "GEMM floor", "^:")):
+            if all(key in r for r in rows):
+                ax.plot(xs, [r[key] * 1e3 for r in rows], style, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(axis)
+        ax.set_ylabel("forward + backward (ms)")
+        others = ", ".join(f"{k}={v}" for k, v in scaling["base"].items() if k != axis)
+        ax.set_title(f"vs {axis} ({others})", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"lstm, {scaling['dtype']}, CPU, 1 thread "
+                 "(made by: npcell bench --scaling --figures figures)", fontsize=10)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+# ============================================================================================
+# Command line
+# ============================================================================================
+def add_cli_arguments(parser):
+    parser.add_argument("--out", default="benchmarks/results", help="directory for JSON + md")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny shapes, one repeat: a smoke test of a few seconds")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="cpu: NumPy vs torch CPU; gpu: CuPy vs torch CUDA")
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), metavar="KIND")
+    parser.add_argument("--shapes", nargs="+", default=None, choices=list(SHAPES),
+                        metavar="SHAPE", help=f"subset of {list(SHAPES)}")
+    parser.add_argument("--dtypes", nargs="+", default=None, choices=["float32", "float64"])
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs (median)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs first")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads")
+    parser.add_argument("--no-torch", action="store_true", help="time npcell alone")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also time the lstm along T, H, B and plot it (--figures)")
+    parser.add_argument("--figures", default="figures", help="where the scaling plot goes")
+
+
+def cli_main(args) -> int:
+    from .cli import UsageError
+
+    unknown = [k for k in args.kinds if k not in CELLS]
+    if unknown:
+        raise UsageError(f"unknown cell kind(s) {unknown}; expected some of {sorted(CELLS)}")
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1; got {args.threads}")
+    if not args.no_torch and _torch() is None:
+        print("npcell bench: torch is not installed; timing npcell alone "
+              "(pip install npcell[crosscheck] for the ratios)", file=sys.stderr)
+    data = run_benchmarks(device=args.device, quick=args.quick, kinds=args.kinds,
+                          shapes=args.shapes, dtypes=args.dtypes, repeats=args.repeats,
+                          warmup=args.warmup, threads=args.threads,
+                          with_torch=not args.no_torch and _torch() is not None)
+    name = f"bench_{args.device}" + ("_quick" if args.quick else "")
+    json_path, md_path = write_results(data, args.out, name)
+    print(f"wrote {json_path} and {md_path}")
+    if args.scaling:
+        scaling = run_scaling(quick=args.quick, repeats=1 if args.quick else 3)
+        scaling_path = Path(args.out) / ("scaling" + ("_quick" if args.quick else "") + ".json")
+        scaling_path.write_text(json.dumps(scaling, indent=1) + "\n")
+        fig = plot_scaling(scaling, Path(args.figures) / (
+            "performance_scaling" + ("_quick" if args.quick else "") + ".png"))
+        print(f"wrote {scaling_path} and {fig}")
+    return 0

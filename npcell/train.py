@@ -1,0 +1,586 @@
+"""Training: a cell + readout model, a loop with progress bar, metrics log, checkpoints, resume.
+
+::
+
+    from npcell.train import TrainConfig, train
+    config = TrainConfig(task="adding", task_options={"T": 200}, cell="wmc", hidden=128,
+                         batch=128, lr=1e-2, momentum=0.9, nesterov=True, clip=1.0, epochs=20)
+    result = train(config, "runs/wmc-adding-200-s0")
+
+or from the shell ``npcell train --preset wmc-adding-200 --out runs/wmc-s0 --seed 0``.
+
+A run directory holds
+
+* ``config.json``: the :class:`TrainConfig` as a dict (``"seed"`` included) plus the preset name;
+* ``metrics.jsonl``: one JSON object per line with keys ``step`` (optimiser steps so far),
+  ``epoch``, ``split`` (``"train"`` or an evaluation split), ``loss``, ``metric`` (the task's
+  metric, absent for train lines of MSE tasks where it equals the loss) and ``wall_s``;
+  evaluation lines are written at epoch 0 (before training) and after every epoch;
+* ``metrics.csv``: the same rows as CSV;
+* ``checkpoint.npz``: parameters, optimiser state and loop position (npcell.checkpoint format),
+  written after every epoch, every ``checkpoint_every`` steps and when Ctrl-C stops the run.
+
+Calling :func:`train` again on the same directory resumes from the checkpoint. Data order and
+initial weights are functions of ``seed`` only, so a resumed run repeats the uninterrupted
+run's losses bit for bit (a test holds this in float64).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy
+
+from .backend import resolve_dtype, to_numpy
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import CheckpointError, ConfigError, NonFiniteError
+from .layers import Embedding, Linear, mse_loss, one_hot, softmax_cross_entropy
+from .optim import clip_grad_norm, make_optimizer
+from .sequence import backward, forward
+
+LN2 = math.log(2.0)
+
+
+# ============================================================================================
+# The model: (embedding | one-hot) -> cell -> linear readout -> loss
+# ============================================================================================
+class SequenceModel:
+    """A recurrent cell with a linear readout, built for a task.
+
+    Token inputs are fed one-hot (``embedding=0``) or through an :class:`Embedding` of that
+    width. ``params`` is a flat dict ``'cell/W_ix'``, ``'readout/W'``, ``'embedding/E'`` whose
+    arrays *are* the layers' arrays, so an optimiser updating it in place updates the model.
+    """
+
+    def __init__(self, task, cell_kind, hidden, *, embedding=0, dtype="float32", seed=0,
+                 cell_options=None):
+        from .cells import make_cell
+
+        self.task = task
+        self.dtype = resolve_dtype(dtype)
+        seeds = numpy.random.SeedSequence(seed).generate_state(3)  # cell, readout, embedding
+        self.embedding = None
+        if task.inputs == "tokens" and embedding:
+            self.embedding = Embedding(task.input_size, embedding, dtype=self.dtype,
+                                       seed=int(seeds[2]))
+            cell_input = embedding
+        else:
+            cell_input = task.input_size
+        self.cell = make_cell(cell_kind, cell_input, hidden, dtype=self.dtype, seed=int(seeds[0]),
+                              **(cell_options or {}))
+        self.readout = Linear(hidden, task.num_outputs, dtype=self.dtype, seed=int(seeds[1]))
+        self.params = {}
+        for prefix, layer in self._layers():
+            for name, p in layer.params.items():
+                self.params[f"{prefix}/{name}"] = p
+
+    def _layers(self):
+        out = [("cell", self.cell), ("readout", self.readout)]
+        if self.embedding is not None:
+            out.append(("embedding", self.embedding))
+        return out
+
+    @property
+    def num_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    def _cell_input(self, x):
+        if self.task.inputs != "tokens":
+            return x, None
+        if self.embedding is None:
+            return one_hot(x, self.task.input_size, self.dtype), None
+        return self.embedding.forward(self.embedding.params, x)
+
+    def run(self, batch, *, need_grads=True):
+        """Forward (and backward) on one batch.
+
+        Returns (loss, stats, grads): loss is the batch mean the optimiser sees; stats holds sums
+        for aggregation over many batches: ``loss_sum``, ``count``, ``metric_sum``,
+        ``metric_count``; grads is keyed like ``params`` (None when need_grads is False).
+        """
+        task = self.task
+        x_in, embed_cache = self._cell_input(batch.x)
+        h, _, cell_cache = forward(self.cell, x_in)  # h: (T, B, H)
+        T, B, H = h.shape
+        h_read = h[-1] if task.readout == "last" else h  # (B, H) or (T, B, H)
+        y_pred, readout_cache = self.readout.forward(self.readout.params, h_read)
+        stats = {}
+        if task.loss == "mse":
+            loss, dy = mse_loss(y_pred, batch.y)
+            stats["count"] = int(batch.y.size)
+            stats["loss_sum"] = loss * stats["count"]
+            stats["metric_sum"], stats["metric_count"] = stats["loss_sum"], stats["count"]
+        else:
+            loss, dy, count = softmax_cross_entropy(y_pred, batch.y, batch.loss_mask)
+            stats["count"] = count
+            stats["loss_sum"] = loss * count
+            if task.metric == "bpc":
+                stats["metric_sum"], stats["metric_count"] = loss * count / LN2, count
+            else:  # accuracy over the positions the metric mask selects
+                correct = to_numpy(y_pred.argmax(axis=-1) == batch.y)
+                mask = (numpy.ones_like(correct, dtype=bool) if batch.metric_mask is None
+                        else to_numpy(batch.metric_mask).astype(bool))
+                stats["metric_sum"] = float(correct[mask].sum())
+                stats["metric_count"] = int(mask.sum())
+        if not need_grads:
+            return loss, stats, None
+        grads_readout, dh_read = self.readout.backward(self.readout.params, dy, readout_cache)
+        if task.readout == "last":
+            dh = self.cell.xp.zeros_like(h)
+            dh[-1] = dh_read  # only h_T feeds the loss
+        else:
+            dh = dh_read
+        grads_cell, dx, _ = backward(self.cell, dh, cell_cache)
+        grads = {f"cell/{k}": v for k, v in grads_cell.items()}
+        grads.update({f"readout/{k}": v for k, v in grads_readout.items()})
+        if self.embedding is not None:
+            grads_embed, _ = self.embedding.backward(self.embedding.params, dx, embed_cache)
+            grads["embedding/E"] = grads_embed["E"]
+        return loss, stats, grads
+
+    def evaluate(self, split, batch_size=500):
+        """Mean loss and metric over a whole split: {'loss': ..., 'metric': ...}."""
+        n = self.task.size(split)
+        sums = {"loss_sum": 0.0, "count": 0, "metric_sum": 0.0, "metric_count": 0}
+        for start in range(0, n, batch_size):
+            batch = self.task.batch(split, numpy.arange(start, min(n, start + batch_size)),
+                                    dtype=self.dtype)
+            _, stats, _ = self.run(batch, need_grads=False)
+            for k in sums:
+                sums[k] += stats[k]
+        return {"loss": sums["loss_sum"] / sums["count"],
+                "metric": sums["metric_sum"] / max(sums["metric_count"], 1)}
+
+
+# ============================================================================================
+# Configuration
+# ============================================================================================
+@dataclass
+class TrainConfig:
+    """Everything that defines a run (stored as config.json)."""
+
+    task: str = "adding"
+    task_options: dict = field(default_factory=dict)  # e.g. {"T": 200, "n_train": 10000}
+    cell: str = "lstm"
+    cell_options: dict = field(default_factory=dict)
+    hidden: int = 128
+    embedding: int = 0  # 0: token tasks are fed one-hot
+    batch: int = 128
+    optimizer: str = "sgd"
+    lr: float = 1e-2
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    clip: float | None = 1.0  # global gradient-norm clip; None: no clipping
+    epochs: int = 10
+    steps_per_epoch: int | None = None  # None: floor(n_train / batch)
+    eval_splits: tuple = ("test",)
+    eval_batch: int = 500
+    dtype: str = "float32"
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
+    preset: str | None = None
+
+    def validate(self):
+        from .cells import CELLS
+        from .tasks import TASKS
+
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; expected one of {sorted(TASKS)}")
+        if self.cell not in CELLS:
+            raise ConfigError(f"unknown cell kind {self.cell!r}; expected one of {sorted(CELLS)}")
+        for name in ("hidden", "batch", "epochs", "log_every", "eval_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive int; got {value!r}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"steps_per_epoch must be >= 1 or None; got {self.steps_per_epoch}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0; got {self.lr}")
+        if self.clip is not None and not self.clip > 0:
+            raise ConfigError(f"clip must be > 0 or None; got {self.clip}")
+        resolve_dtype(self.dtype)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be an int; got {self.seed!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["eval_splits"] = list(self.eval_splits)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training config key(s) {unknown}; known: {sorted(known)}")
+        d = dict(d)
+        if "eval_splits" in d:
+            d["eval_splits"] = tuple(d["eval_splits"])
+        return cls(**d)
+
+
+def build(config: TrainConfig):
+    """(task, model, optimiser) for a config, all seeded from ``config.seed``."""
+    from .tasks import make_task
+
+    config.validate()
+    options = dict(config.task_options)
+    options.setdefault("seed", config.seed)  # the data differ between seeds too
+    task = make_task(config.task, **options)
+    model = SequenceModel(task, config.cell, config.hidden, embedding=config.embedding,
+                          dtype=config.dtype, seed=config.seed, cell_options=config.cell_options)
+    optimizer = make_optimizer(config.optimizer, model.params, lr=config.lr,
+                               momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay)
+    return task, model, optimizer
+
+
+# ============================================================================================
+# The loop
+# ============================================================================================
+@dataclass
+class TrainResult:
+    out_dir: Path
+    history: list  # every metrics.jsonl record of this run directory
+    final: dict  # last evaluation: {split: {"loss":..., "metric":...}}
+    steps: int
+    train_seconds: float  # time spent in training steps in this call (not evaluation)
+    steps_per_s: float
+    resumed_from: int | None  # the step a checkpoint resumed from, or None
+
+    def curve(self, split="test", key="metric"):
+        """(epochs, values) of one split's evaluation records."""
+        rows = [r for r in self.history if r["split"] == split]
+        return [r["epoch"] for r in rows], [r.get(key) for r in rows]
+
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=None):
+    """Train per ``config``, writing config.json, metrics.jsonl/.csv and checkpoints to ``out_dir``.
+
+    progress : True/False/None; None shows a tqdm bar only when output is a terminal.
+    resume : continue from ``out_dir/checkpoint.npz`` when it exists (its config must match,
+        except ``epochs``, which may grow).
+    callback : called as ``callback(step, loss)`` after every optimiser step (tests use it to
+        simulate Ctrl-C).
+
+    Ctrl-C (SIGINT) finishes the current step, writes a checkpoint and raises KeyboardInterrupt;
+    a second Ctrl-C aborts at once (the last checkpoint stays valid).
+    """
+    from tqdm.auto import tqdm
+
+    config.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    task, model, optimizer = build(config)
+    n_train = task.size("train")
+    steps_per_epoch = n_train // config.batch
+    if steps_per_epoch < 1:
+        raise ConfigError(f"batch {config.batch} is larger than the training set ({n_train})")
+    if config.steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+    paths = {"ckpt": out / CHECKPOINT_NAME, "jsonl": out / "metrics.jsonl",
+             "csv": out / "metrics.csv", "config": out / "config.json"}
+
+    # ----- start or resume ---------------------------------------------------------------------
+    history: list = []
+    position = {"epoch": 0, "step_in_epoch": 0, "step": 0, "window_loss": 0.0,
+                "window_steps": 0, "evaluated_epoch": -1}
+    resumed_from = None
+    if resume and paths["ckpt"].exists():
+        arrays, meta = load_checkpoint(paths["ckpt"])
+        _check_same_config(meta.get("config", {}), config, paths["ckpt"])
+        for name, p in model.params.items():
+            key = f"param/{name}"
+            if key not in arrays:
+                raise CheckpointError(f"{paths['ckpt']} lacks parameter {key}")
+            p[...] = model.cell.xp.asarray(arrays[key])
+        optimizer.load_state_dict({k[len("optim/"):]: v for k, v in arrays.items()
+                                   if k.startswith("optim/")})
+        position.update(meta["position"])
+        history = _read_jsonl(paths["jsonl"])[: meta["n_records"]]
+        resumed_from = position["step"]
+    _write_json(paths["config"], config.to_dict())
+    _rewrite_logs(paths, history)  # drops records written after the checkpoint
+
+    def log(record):
+        history.append(record)
+        with open(paths["jsonl"], "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        with open(paths["csv"], "a", newline="") as fh:
+            csv.writer(fh).writerow([record.get(k, "") for k in CSV_COLUMNS])
+
+    def checkpoint():
+        arrays = {f"param/{k}": to_numpy(v) for k, v in model.params.items()}
+        arrays.update({f"optim/{k}": v for k, v in optimizer.state_dict().items()})
+        meta = {"config": config.to_dict(), "position": dict(position),
+                "n_records": len(history), "npcell_train_format": 1}
+        save_checkpoint(paths["ckpt"], arrays, meta)
+
+    def evaluate(epoch):
+        results = {}
+        for split in config.eval_splits:
+            r = model.evaluate(split, config.eval_batch)
+            results[split] = r
+            log({"step": position["step"], "epoch": epoch, "split": split, "loss": r["loss"],
+                 "metric": r["metric"], "wall_s": round(time.perf_counter() - t_start, 3)})
+        position["evaluated_epoch"] = epoch
+        return results
+
+    t_start = time.perf_counter()
+    final = {}
+    if position["evaluated_epoch"] < 0:
+        final = evaluate(0)  # the curve starts at the untrained model
+    total_steps = config.epochs * steps_per_epoch
+    bar = tqdm(total=total_steps, initial=position["step"], disable=_tqdm_disable(progress),
+               desc=f"{config.cell} on {config.task}", unit="step", dynamic_ncols=True)
+    train_seconds, steps_done = 0.0, 0
+    last_metric = (final.get(config.eval_splits[0], {}) or {}).get("metric")
+    with bar, _DeferredInterrupt() as interrupt:
+        while position["epoch"] < config.epochs:
+            epoch = position["epoch"]
+            order = numpy.random.default_rng([config.seed, 7, epoch]).permutation(n_train)
+            while position["step_in_epoch"] < steps_per_epoch:
+                i = position["step_in_epoch"]
+                t0 = time.perf_counter()
+                batch = task.batch("train", order[i * config.batch:(i + 1) * config.batch],
+                                   epoch=epoch, dtype=config.dtype)
+                loss, _, grads = model.run(batch)
+                if not math.isfinite(loss):
+                    raise NonFiniteError(
+                        f"training loss became {loss} at step {position['step'] + 1} (epoch "
+                        f"{epoch + 1}); try a smaller lr or gradient clipping (--clip); the "
+                        f"last checkpoint ({paths['ckpt']}) is from before it"
+                    )
+                if config.clip is not None:
+                    clip_grad_norm(grads, config.clip)
+                optimizer.step(grads)
+                dt = time.perf_counter() - t0
+                train_seconds += dt
+                steps_done += 1
+                position["step_in_epoch"] += 1
+                position["step"] += 1
+                position["window_loss"] += loss
+                position["window_steps"] += 1
+                if position["window_steps"] == config.log_every:
+                    log({"step": position["step"], "epoch": epoch + 1, "split": "train",
+                         "loss": position["window_loss"] / position["window_steps"],
+                         "wall_s": round(time.perf_counter() - t_start, 3)})
+                    position["window_loss"], position["window_steps"] = 0.0, 0
+                bar.update(1)
+                postfix = {"loss": f"{loss:.4g}", "steps/s": f"{steps_done / train_seconds:.2f}"}
+                if last_metric is not None:
+                    postfix[task.metric] = f"{last_metric:.4g}"
+                bar.set_postfix(postfix, refresh=False)
+                if callback is not None:
+                    callback(position["step"], loss)
+                if config.checkpoint_every and position["step"] % config.checkpoint_every == 0:
+                    checkpoint()
+                if interrupt.requested:
+                    checkpoint()
+                    raise KeyboardInterrupt(
+                        f"interrupted at step {position['step']}; checkpoint {paths['ckpt']} "
+                        "written, run the same command again to resume")
+            position["epoch"] += 1
+            position["step_in_epoch"] = 0
+            final = evaluate(position["epoch"])
+            last_metric = final[config.eval_splits[0]]["metric"]
+            checkpoint()
+    if not final:  # resumed a finished run: report its last evaluation
+        final = {r["split"]: {"loss": r["loss"], "metric": r.get("metric")}
+                 for r in history if r["split"] != "train"}
+    return TrainResult(out, history, final, position["step"], train_seconds,
+                       steps_done / train_seconds if train_seconds else 0.0, resumed_from)
+
+
+CSV_COLUMNS = ("step", "epoch", "split", "loss", "metric", "wall_s")
+
+
+def _tqdm_disable(progress):
+    return None if progress is None else not progress
+
+
+class _DeferredInterrupt:
+    """Turn the first SIGINT into a flag the loop checks between steps (so a checkpoint is never
+    taken half-way through an update); a second SIGINT raises KeyboardInterrupt at once.
+    Outside the main thread (where signal handlers cannot be set) it does nothing."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt("second interrupt: stopped without a new checkpoint")
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError):
+                self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def _check_same_config(stored: dict, config: TrainConfig, path):
+    mine = config.to_dict()
+    differ = sorted(k for k in mine if k not in ("epochs", "log_every") and
+                    _jsonish(stored.get(k)) != _jsonish(mine[k]))
+    if differ:
+        details = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs now {mine[k]!r}" for k in differ)
+        raise CheckpointError(
+            f"{path} belongs to a run with a different configuration ({details}); use another "
+            "--out directory or delete the checkpoint"
+        )
+
+
+def _jsonish(value):
+    return json.loads(json.dumps(value))
+
+
+def _write_json(path, obj):
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_jsonl(path) -> list:
+    if not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _rewrite_logs(paths, history):
+    with open(paths["jsonl"], "w") as fh:
+        for record in history:
+            fh.write(json.dumps(record) + "\n")
+    with open(paths["csv"], "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for record in history:
+            writer.writerow([record.get(k, "") for k in CSV_COLUMNS])
+
+
+def read_metrics(run_dir) -> list:
+    """The records of ``run_dir/metrics.jsonl`` as a list of dicts."""
+    return _read_jsonl(Path(run_dir) / "metrics.jsonl")
+
+
+# ============================================================================================
+# Command line: npcell train ...
+# ============================================================================================
+# flag -> (TrainConfig field or task option, type, help)
+_TASK_FLAGS = {
+    "T": (int, "sequence length (adding, copy: the gap T; char LM: window length)"),
+    "n_train": (int, "training sequences per epoch (generated tasks) or subset size"),
+    "n_test": (int, "test sequences (generated tasks) or subset size"),
+    "K": (int, "associative retrieval: number of key-value pairs"),
+    "variant": (str, "associative retrieval: 'art' (task 1) or 'mart' (task 2 layout)"),
+    "text": (str, "char LM: path of a UTF-8 text file (default: bundled text)"),
+    "mnist_dir": (str, "sMNIST/pMNIST: folder with the four MNIST IDX files"),
+    "fresh": (bool, "generated tasks: draw new training sequences every epoch"),
+}
+
+
+def add_cli_arguments(parser):
+    from .presets import PRESETS
+
+    parser.add_argument("--preset", choices=sorted(PRESETS), metavar="NAME",
+                        help="a paper setup (see `npcell train --list-presets`); flags override it")
+    parser.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    parser.add_argument("--task", help="adding, copy, digits, digits-permuted, smnist, pmnist, "
+                        "charlm, art")
+    parser.add_argument("--cell", help="cell kind (lstm, peephole, wmc, ...)")
+    parser.add_argument("--hidden", type=int, help="hidden size H")
+    parser.add_argument("--embedding", type=int, help="token tasks: embedding width (0: one-hot)")
+    parser.add_argument("--batch", type=int, help="batch size")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"])
+    parser.add_argument("--lr", type=float, help="learning rate")
+    parser.add_argument("--momentum", type=float)
+    parser.add_argument("--nesterov", action=_BoolFlag, help="Nesterov momentum (--no-nesterov)")
+    parser.add_argument("--clip", type=float, help="global gradient-norm clip (0: none)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--steps-per-epoch", type=int, dest="steps_per_epoch")
+    parser.add_argument("--dtype", choices=["float32", "float64"])
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--log-every", type=int, dest="log_every")
+    parser.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    for name, (kind, help_text) in _TASK_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, dest=f"task_{name}", action=_BoolFlag, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f"task_{name}", type=kind, help=help_text)
+    parser.add_argument("--out", help="run directory (config.json, metrics.jsonl, checkpoint)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start afresh even if OUT holds a checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+class _BoolFlag:
+    """argparse action for --flag / --no-flag pairs whose default is None (= not given)."""
+
+    def __new__(cls, option_strings, dest, **kwargs):
+        import argparse
+
+        return argparse.BooleanOptionalAction(option_strings, dest, default=None, **kwargs)
+
+
+def config_from_args(args) -> TrainConfig:
+    """Preset values first, then every flag the user gave."""
+    from .presets import preset_config
+
+    config = preset_config(args.preset) if args.preset else TrainConfig()
+    for name in ("task", "cell", "hidden", "embedding", "batch", "optimizer", "lr", "momentum",
+                 "nesterov", "epochs", "steps_per_epoch", "dtype", "seed", "log_every",
+                 "checkpoint_every"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(config, name, value)
+    if args.clip is not None:
+        config.clip = None if args.clip == 0 else args.clip
+    if args.task and args.preset and args.task != preset_config(args.preset).task:
+        config.task_options = {}  # another task: the preset's task options do not apply
+    for name in _TASK_FLAGS:
+        value = getattr(args, f"task_{name}", None)
+        if value is not None:
+            config.task_options[name] = value
+    if config.optimizer == "adam" and args.momentum is None and not args.preset:
+        config.momentum, config.nesterov = 0.0, False
+    return config.validate()
+
+
+def cli_main(args) -> int:
+    from .presets import format_presets
+
+    if args.list_presets:
+        print(format_presets())
+        return 0
+    config = config_from_args(args)
+    if not args.out:
+        raise ConfigError("--out RUN_DIR is required (where config.json, metrics.jsonl and the "
+                          "checkpoint go)")
+    result = train(config, args.out, progress=False if args.no_progress else None,
+                   resume=not args.no_resume)
+    for split, r in result.final.items():
+        print(f"{split}: loss {r['loss']:.5f}  metric {r['metric']:.5f}")
+    print(f"{result.steps} steps, {result.steps_per_s:.2f} steps/s; run directory {result.out_dir}")
+    return 0

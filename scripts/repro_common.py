@@ -1,0 +1,243 @@
+"""Shared machinery of the reproduction scripts (scripts/repro_*.py).
+
+* :func:`run_sweep` trains every (cell, seed) config through joblib (``n_jobs`` worker processes;
+  no home-made pool) and returns each run's metrics plus its steps/s.
+* :func:`plot_curves` draws test metric against epoch, one line per cell, mean +- standard error
+  over seeds as a shaded band (the WMC paper's Figure 3 style).
+* :func:`record_result` writes one row of ``docs/results.md`` (replacing the row with the same
+  experiment id), with the exact command, wall time, our number and the paper's.
+
+These scripts are slow by design and are not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results.md"
+FIGURES = ROOT / "figures"
+
+RESULTS_HEADER = """# Reproductions
+
+Each row is written by a script in `scripts/` (`repro_*.py`) when it finishes; the command in the
+row re-creates the row and the figure. "Wall" is the script's wall time on the machine named in
+the row. Where a CPU cannot run the paper's setup the row says how it was scaled down; numbers
+from scaled-down runs are *not* comparable one-to-one with the paper's, only the ordering and the
+qualitative behaviour are.
+
+| experiment | command | machine | wall | ours | paper | scale-down and notes |
+|---|---|---|---|---|---|---|
+"""
+
+
+def _train_one(config_dict, run_dir, threads):
+    """Worker body: one training run (imports inside, so joblib workers start clean)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    try:  # BLAS thread pools may already exist; threadpoolctl limits them if present
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:
+        pass
+    from npcell.train import TrainConfig, train
+
+    config = TrainConfig.from_dict(config_dict)
+    t0 = time.perf_counter()
+    result = train(config, run_dir, progress=False)
+    return {
+        "cell": config.cell,
+        "seed": config.seed,
+        "run_dir": str(run_dir),
+        "history": result.history,
+        "final": result.final,
+        "steps": result.steps,
+        "steps_per_s": result.steps_per_s,
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
+def run_sweep(configs, out_root, *, n_jobs=1, threads=1):
+    """Train ``configs`` (TrainConfig objects) into ``out_root/<cell>-s<seed>`` with joblib.
+
+    n_jobs : worker processes (joblib ``loky`` backend); threads : BLAS threads per worker.
+    Runs resume from their checkpoints, so re-running a script after Ctrl-C continues it.
+    """
+    from joblib import Parallel, delayed
+
+    out_root = Path(out_root)
+    jobs = [
+        delayed(_train_one)(c.to_dict(), out_root / f"{c.cell}-s{c.seed}", threads)
+        for c in configs
+    ]
+    return Parallel(n_jobs=n_jobs, backend="loky")(jobs)
+
+
+def eval_curves(runs, split="test", key="metric"):
+    """{cell: (epochs, values (n_seeds, n_epochs))} from run_sweep results."""
+    import numpy
+
+    by_cell: dict = {}
+    for run in runs:
+        rows = [r for r in run["history"] if r["split"] == split]
+        by_cell.setdefault(run["cell"], []).append(([r["epoch"] for r in rows],
+                                                    [r[key] for r in rows]))
+    out = {}
+    for cell, curves in by_cell.items():
+        n = min(len(e) for e, _ in curves)
+        out[cell] = (curves[0][0][:n], numpy.array([v[:n] for _, v in curves]))
+    return out
+
+
+def mean_and_stderr(values):
+    """Mean over seeds and standard error (std with ddof=1 / sqrt(n); 0 for one seed)."""
+    import numpy
+
+    mean = values.mean(axis=0)
+    if values.shape[0] < 2:
+        return mean, numpy.zeros_like(mean)
+    return mean, values.std(axis=0, ddof=1) / math.sqrt(values.shape[0])
+
+
+def plot_curves(curves, *, title, ylabel, path, baseline=None, baseline_label="baseline",
+                xlabel="epoch", command=""):
+    """One line per cell (mean over seeds) with a +-1 standard-error band; saved to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for cell, (epochs, values) in curves.items():
+        mean, se = mean_and_stderr(values)
+        (line,) = ax.plot(epochs, mean, label=f"{cell} (n={values.shape[0]})")
+        ax.fill_between(epochs, mean - se, mean + se, color=line.get_color(), alpha=0.25)
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls="--", lw=1, label=baseline_label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    if command:
+        fig.text(0.01, 0.005, f"made by: {command}", fontsize=6, color="grey")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def command_line() -> str:
+    """The command that is running, as a user would type it from the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(ROOT)
+    except ValueError:
+        pass
+    return " ".join(["python", shlex.quote(str(script))] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def machine() -> str:
+    return f"{os.cpu_count()}-core {platform.machine()} CPU"
+
+
+def record_result(experiment, *, command, wall_s, ours, paper, notes):
+    """Write (or replace) the row of ``experiment`` in docs/results.md."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    text = RESULTS.read_text() if RESULTS.exists() else RESULTS_HEADER
+    if not text.startswith("# Reproductions"):
+        text = RESULTS_HEADER
+    row = (f"| {experiment} | `{command}` | {machine()} | {wall_s / 60:.1f} min | {ours} | "
+           f"{paper} | {notes} |")
+    lines = [line for line in text.rstrip("\n").split("\n")
+             if not line.startswith(f"| {experiment} |")]
+    lines.append(row)
+    RESULTS.write_text("\n".join(lines) + "\n")
+
+
+def write_summary(path, payload):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def first_epoch_below(epochs, values, threshold):
+    """The first epoch whose value is below ``threshold`` (None if never)."""
+    for e, v in zip(epochs, values):
+        if v < threshold:
+            return e
+    return None
+
+
+def first_epoch_above(epochs, values, threshold):
+    for e, v in zip(epochs, values):
+        if v > threshold:
+            return e
+    return None
+
+
+def common_arguments(parser, *, cells, epochs, steps_per_epoch, hidden):
+    """The flags every comparison script shares (defaults = the CPU-sized run)."""
+    parser.add_argument("--cells", nargs="+", default=list(cells))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--hidden", type=int, default=hidden)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--steps-per-epoch", type=int, default=steps_per_epoch,
+                        help="cap on optimiser steps per epoch (0: the whole training set)")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--jobs", type=int, default=1, help="joblib worker processes")
+    return parser
+
+
+def compare_cells(args, *, experiment, base_config, metric_label, paper, higher_is_better,
+                  baseline=None, baseline_label="baseline", split="test", notes=""):
+    """Train ``args.cells`` x ``args.seeds`` from ``base_config`` (a TrainConfig dict without
+    cell/seed), plot ``split``'s metric per epoch and record the row. Returns the summary."""
+    from npcell.train import TrainConfig
+
+    t0 = time.perf_counter()
+    configs = []
+    for seed in args.seeds:
+        for cell in args.cells:
+            values = dict(base_config, cell=cell, seed=seed, hidden=args.hidden,
+                          epochs=args.epochs, dtype=args.dtype,
+                          steps_per_epoch=args.steps_per_epoch or None)
+            configs.append(TrainConfig(**values))
+    slug = experiment.replace(" ", "_").replace("=", "").replace("/", "-")
+    runs = run_sweep(configs, Path(args.out) / slug, n_jobs=args.jobs)
+    wall = time.perf_counter() - t0
+    curves = eval_curves(runs, split=split)
+    command = command_line()
+    figure = FIGURES / f"{slug}.png"
+    plot_curves(curves, title=f"{experiment}: {split} {metric_label} ({len(args.seeds)} seed(s))",
+                ylabel=f"{split} {metric_label}", path=figure, baseline=baseline,
+                baseline_label=baseline_label, command=command)
+    summary, ours = {}, []
+    for cell, (_, values) in curves.items():
+        mean, _ = mean_and_stderr(values)
+        best = float(mean.max() if higher_is_better else mean.min())
+        sps = [r["steps_per_s"] for r in runs if r["cell"] == cell]
+        summary[cell] = {"final": float(mean[-1]), "best": best,
+                         "steps_per_s": sum(sps) / len(sps)}
+        ours.append(f"{cell}: {mean[-1]:.4f} ({summary[cell]['steps_per_s']:.2f} steps/s)")
+    order = sorted(summary, key=lambda c: summary[c]["final"], reverse=higher_is_better)
+    verdict = "final " + metric_label + " order (best first): " + " > ".join(order)
+    write_summary(Path(args.out) / slug / "summary.json",
+                  {"command": command, "wall_s": wall, "cells": summary, "verdict": verdict})
+    scale = (f"H={args.hidden}, {args.epochs} epochs"
+             + (f" x {args.steps_per_epoch} steps" if args.steps_per_epoch else "")
+             + f", seeds {args.seeds}, {args.dtype}, joblib n_jobs={args.jobs}")
+    record_result(experiment, command=command, wall_s=wall, ours="; ".join(ours), paper=paper,
+                  notes=f"{scale}; {notes} {verdict}; figure {figure.relative_to(ROOT)}")
+    print(verdict)
+    for cell, s in summary.items():
+        print(cell, s)
+    print(f"wall {wall / 60:.1f} min; figure {figure}")
+    return summary
