@@ -97,10 +97,13 @@ for k, scale in enumerate(scales):
               f"wmc {local['wmc'][k]:9.3g}")
 
 # %% [markdown]
-# The cell read's gradient grows linearly with $\|c\|$ for the peephole and turns over for WMC,
-# where $1-\tanh^2(W_{ic}c)$ switches it off once the read saturates. With $\sigma'$ included
-# (right) both eventually fall as the gate itself saturates, but the peephole's gradient is the
-# larger one throughout the range where the gate is still alive. The two factors of
+# Measured above: the gradient of the cell read grows linearly with $\|c\|$ for the peephole
+# (400 at $\|c\|=100$) and far more slowly for WMC (about 80), because
+# $1-\tanh^2(W_{ic}c)$ switches off every unit whose read has saturated; only units with a small
+# read still pass gradient. With $\sigma'$ included (right) the gap narrows to about 1.3-1.5x:
+# the peephole's gate itself saturates (its pre-activation holds the raw, large $W_{ic}c$, so
+# $\sigma'\to 0$), while WMC's bounded read keeps its gate in range. The peephole's weight
+# gradient is large exactly while its gate is being pushed into saturation. The two factors of
 # $\hat\delta i_t$ (eq. 15) are also available on their own:
 
 # %%

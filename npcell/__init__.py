@@ -7,8 +7,10 @@
     print(npcell.gradcheck(cell, x))
 """
 
+from . import plots  # matplotlib itself is imported only when a plot is drawn
 from .backend import cupy_available, get_backend, use_backend
 from .cells import CELLS, Cell, make_cell
+from .diagnostics import Comparison, Diagnosis, compare, diagnose
 from .errors import (
     ArgumentTypeError,
     BackendError,
@@ -38,8 +40,10 @@ __all__ = [
     "BackendError",
     "Cell",
     "CheckpointError",
+    "Comparison",
     "ConfigError",
     "DTypeError",
+    "Diagnosis",
     "GradcheckReport",
     "MemoryLimitError",
     "NonFiniteError",
@@ -47,13 +51,16 @@ __all__ = [
     "SequenceCache",
     "ShapeError",
     "backward",
+    "compare",
     "cupy_available",
+    "diagnose",
     "estimate_cache_bytes",
     "get_memory_limit",
     "forward",
     "get_backend",
     "gradcheck",
     "make_cell",
+    "plots",
     "set_memory_limit",
     "use_backend",
 ]

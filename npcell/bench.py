@@ -128,27 +128,35 @@ class Device:
             return {"device": "cpu"}
         cupy = self.xp
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-        return {"device": "gpu", "gpu": props["name"].decode(), "cupy": cupy.__version__}
+        name = props.get("name", b"unknown GPU")
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        return {"device": "gpu", "gpu": name, "cupy": cupy.__version__}
 
 
 # ============================================================================================
 # Timing
 # ============================================================================================
 def median_times(runners: dict, *, repeats: int, warmup: int, sync) -> dict:
-    """Median wall time of each zero-argument callable, interleaved run by run."""
+    """Median wall time and median CPU time of each zero-argument callable, interleaved run by
+    run: ``{name: (wall_s, cpu_s)}``. CPU time (``time.process_time``, all threads of this
+    process) is what the work costs; on an oversubscribed machine wall time also counts the
+    waits for a free core, so both are recorded."""
     for _ in range(warmup):
         for run in runners.values():
             run()
             sync()
-    samples = {name: [] for name in runners}
+    wall = {name: [] for name in runners}
+    cpu = {name: [] for name in runners}
     for _ in range(repeats):
         for name, run in runners.items():
             sync()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run()
             sync()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(s) for name, s in samples.items()}
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name]))
+            for name in runners}
 
 
 def npcell_runner(cell, x, dh):
@@ -165,13 +173,17 @@ def npcell_runner(cell, x, dh):
 # ============================================================================================
 # PyTorch baselines
 # ============================================================================================
-def torch_baseline(cell, x_host, dh_host, device: Device):
-    """(runner, forward-only function returning h as NumPy) of the PyTorch twin of ``cell``."""
+def torch_baseline(cell, x_host, dh_host, device: Device, *, eager_loop=False):
+    """(runner, forward-only function returning h as NumPy) of the PyTorch twin of ``cell``.
+
+    ``eager_loop=True`` uses the autograd loop even for kinds PyTorch has a module for (the GPU
+    table shows nn.LSTM with cuDNN and the eager loop side by side).
+    """
     torch = _torch()
     dtype = getattr(torch, cell.dtype.name)
     x = torch.tensor(x_host, dtype=dtype, device=device.torch_device, requires_grad=True)
     dh = torch.tensor(dh_host, dtype=dtype, device=device.torch_device)
-    if cell.kind in TORCH_MODULE_KINDS:
+    if cell.kind in TORCH_MODULE_KINDS and not eager_loop:
         module = getattr(torch.nn, TORCH_MODULE_KINDS[cell.kind])(cell.input_size,
                                                                    cell.hidden_size)
         module = module.to(device=device.torch_device, dtype=dtype)
@@ -204,14 +216,15 @@ def _load_torch_weights(module, cell):
 
     convert = {"lstm": torch_convert.lstm_to_torch_state_dict,
                "gru": torch_convert.gru_to_torch_state_dict}[cell.kind]
-    state = {k: v.to(module.weight_ih_l0) for k, v in convert(cell).items()}
+    host_cell = cell.to("numpy")  # the converters read host arrays
+    state = {k: v.to(module.weight_ih_l0) for k, v in convert(host_cell).items()}
     module.load_state_dict(state)
 
 
 def _torch_packed(params, kind, torch):
     """Pack the named parameters the way a user's cell module would hold them."""
     cat = torch.cat
-    if kind in ("peephole", "wmc"):
+    if kind in ("lstm", "peephole", "wmc"):
         gates = ("i", "f", "g", "o")
         packed = dict(W_x=cat([params[f"W_{k}x"] for k in gates]),
                       W_h=cat([params[f"W_{k}h"] for k in gates]),
@@ -230,17 +243,20 @@ def _torch_packed(params, kind, torch):
 
 
 def _torch_connected_loop(p, x, options, *, squash):
-    """Peephole (eq. 16-18) / WMC (eq. 7-9) in PyTorch autograd, one step per iteration."""
+    """LSTM (squash=None: no cell reads), peephole (eq. 16-18) / WMC (eq. 7-9) in PyTorch
+    autograd, one step per iteration."""
     import torch
 
     T, B, _ = x.shape
     H = p["W_h"].shape[1]
     h = x.new_zeros(B, H)
     c = x.new_zeros(B, H)
-    diagonal = options["diagonal"]
+    diagonal = options.get("diagonal", False)
     act = torch.tanh if squash else (lambda z: z)
 
     def read(k, c):
+        if squash is None:
+            return 0.0
         z = p[f"W_{k}c"] * c if diagonal else c @ p[f"W_{k}c"].T
         return act(z + p[f"b_{k}c"] if f"b_{k}c" in p else z)
 
@@ -282,6 +298,7 @@ def _torch_ulstm_loop(p, x, options):
 
 
 TORCH_LOOPS = {
+    "lstm": lambda p, x, o: _torch_connected_loop(p, x, o, squash=None),
     "peephole": lambda p, x, o: _torch_connected_loop(p, x, o, squash=False),
     "wmc": lambda p, x, o: _torch_connected_loop(p, x, o, squash=True),
     "ulstm": _torch_ulstm_loop,
@@ -370,16 +387,32 @@ def bench_case(kind, shape_name, B, T, X, H, dtype, device: Device, *, repeats, 
                               TORCH_MODULE_KINDS else "torch autograd loop")
         h_np = backend.to_numpy(forward(cell, x)[0])
         record["parity_max_abs_diff"] = float(numpy.abs(h_np - torch_h()).max())
+        if device.name == "gpu" and kind == "lstm":  # cuDNN's nn.LSTM and the eager loop
+            loop_run, loop_h = torch_baseline(cell, x_host, dh_host, device, eager_loop=True)
+            runners["torch_loop"] = loop_run
+            record["loop_parity_max_abs_diff"] = float(numpy.abs(h_np - loop_h()).max())
     floor = gemm_floor_runner(kind, B, T, X, H, dtype, xp)
     if floor is not None:
         runners["gemm_floor"] = floor
     with kernels.use_fused_kernels(fused_kernels):
-        times = median_times(runners, repeats=repeats, warmup=warmup, sync=device.sync)
+        both = median_times(runners, repeats=repeats, warmup=warmup, sync=device.sync)
+    times = {name: wall for name, (wall, _) in both.items()}
+    cpu = {name: c for name, (_, c) in both.items()}
+    record["npcell_cpu_s"] = cpu["npcell"]
+    record["us_per_step_cpu"] = cpu["npcell"] / T * 1e6
+    if "torch" in cpu:
+        record["torch_cpu_s"] = cpu["torch"]
+        record["ratio_cpu"] = cpu["npcell"] / cpu["torch"]
+    if "gemm_floor" in cpu:
+        record["gemm_share_cpu"] = cpu["gemm_floor"] / cpu["npcell"]
     record["npcell_s"] = times["npcell"]
     record["us_per_step"] = times["npcell"] / T * 1e6
     if "torch" in times:
         record["torch_s"] = times["torch"]
         record["ratio_npcell_over_torch"] = times["npcell"] / times["torch"]
+    if "torch_loop" in times:
+        record["torch_loop_s"] = times["torch_loop"]
+        record["ratio_npcell_over_torch_loop"] = times["npcell"] / times["torch_loop"]
     if "gemm_floor" in times:
         record["gemm_floor_s"] = times["gemm_floor"]
         record["gemm_share"] = times["gemm_floor"] / times["npcell"]
@@ -431,7 +464,8 @@ def _one_line(r):
     share = r.get("gemm_share")
     return (f"{r['kind']:>8} {r['shape']:>8} {r['dtype']:>7}"
             f"{' fused' if r['fused_kernels'] else ''}: npcell {r['npcell_s'] * 1e3:9.2f} ms"
-            + (f"  torch {r['torch_s'] * 1e3:9.2f} ms  ratio {ratio:5.2f}" if ratio else "")
+            + (f"  torch {r['torch_s'] * 1e3:9.2f} ms  ratio {ratio:5.2f}"
+               f" (CPU time {r['ratio_cpu']:5.2f})" if ratio else "")
             + (f"  GEMM share {share:4.0%}" if share else ""))
 
 
@@ -446,8 +480,9 @@ def markdown_table(data) -> str:
         f"load average {m['machine']['load_average']}.",
         "",
         "| kind | shape (B, T, X, H) | dtype | path | npcell ms | baseline | baseline ms "
-        "| ratio | us/step | GEMM floor ms | GEMM share | cache / theory |",
-        "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| ratio | ratio (CPU time) | us/step (CPU) | GEMM floor ms | GEMM share (CPU) "
+        "| cache / theory |",
+        "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in data["results"]:
         def f(key, scale=1.0, fmt="{:.2f}", r=r):
@@ -458,9 +493,21 @@ def markdown_table(data) -> str:
             f"| {r['dtype']} | {'fused kernels' if r['fused_kernels'] else 'plain'} "
             f"| {f('npcell_s', 1e3, '{:.1f}')} | {r.get('baseline', '-')} "
             f"| {f('torch_s', 1e3, '{:.1f}')} | {f('ratio_npcell_over_torch')} "
-            f"| {f('us_per_step', 1, '{:.1f}')} | {f('gemm_floor_s', 1e3, '{:.1f}')} "
-            f"| {f('gemm_share', 100, '{:.0f}%')} | {f('cache_ratio', 1, '{:.3f}')} |"
+            f"| {f('ratio_cpu')} | {f('us_per_step_cpu', 1, '{:.1f}')} "
+            f"| {f('gemm_floor_s', 1e3, '{:.1f}')} "
+            f"| {f('gemm_share_cpu', 100, '{:.0f}%')} | {f('cache_ratio', 1, '{:.3f}')} |"
         )
+    loops = [r for r in data["results"] if r.get("torch_loop_s") is not None]
+    if loops:
+        lines += ["", "PyTorch eager autograd loop of the same LSTM equations (beside cuDNN):", "",
+                  "| shape | dtype | path | npcell ms | eager loop ms | ratio |",
+                  "|---|---|---|---:|---:|---:|"]
+        for r in loops:
+            lines.append(
+                f"| {r['shape']} | {r['dtype']} "
+                f"| {'fused kernels' if r['fused_kernels'] else 'plain'} "
+                f"| {r['npcell_s'] * 1e3:.1f} | {r['torch_loop_s'] * 1e3:.1f} "
+                f"| {r['ratio_npcell_over_torch_loop']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -28,14 +28,22 @@ class UsageError(Exception):
     """A user error the command line reports in one line (exit 2)."""
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but its errors read like npcell's own: one line, exit 2, no usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="npcell",
         description="LSTM-family cells with hand-derived BPTT: checks, diagnostics, training.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    parser.command_parsers = {}
     for name, (module_name, help_text) in COMMANDS.items():
         if importlib.util.find_spec(module_name) is None:
             continue  # a command whose module is not part of this install
@@ -43,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         if not hasattr(module, "add_cli_arguments"):
             continue
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        # SUPPRESS: `npcell --debug CMD` must not be reset to False by the subcommand's default
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors")
+        parser.command_parsers[name] = p
         module.add_cli_arguments(p)
         p.set_defaults(_run=module.cli_main)
     return parser
@@ -54,7 +65,9 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's parser, so the message names the command
+        parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args._run(args) or 0)
     except (NpcellError, UsageError, FileNotFoundError, IsADirectoryError, PermissionError) as err:

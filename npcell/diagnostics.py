@@ -272,9 +272,13 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
             raise ConfigError("give the target either inside seq=(x, target) or as target=")
         seq, target = seq
     xp = check_input(cell, seq)
-    if not (0.0 < float(threshold) < 0.5):
-        raise ConfigError(f"threshold must be in (0, 0.5); got {threshold!r}")
+    if (isinstance(threshold, bool) or not isinstance(threshold, (int, float, numpy.number))
+            or not 0.0 < float(threshold) < 0.5):
+        raise ConfigError(f"threshold must be a number in (0, 0.5); got {threshold!r}")
     threshold = float(threshold)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer))
+                             or seed < 0):
+        raise ConfigError(f"seed must be a non-negative int; got {seed!r}")
     x = seq
     T, B, _ = x.shape
     H = cell.hidden_size
@@ -682,6 +686,8 @@ def cli_main(args) -> int:
     for name in ("T", "batch", "hidden"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name} must be a positive int; got {getattr(args, name)}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be a non-negative int; got {args.seed}")
     x, y = make_batch(args.T, args.batch, numpy.random.default_rng(args.seed))
     cells = [make_cell(kind, x.shape[-1], args.hidden, seed=args.seed) for kind in kinds]
     result = compare(cells, x, y, task=f"{args.task} T={args.T}", threshold=args.threshold,

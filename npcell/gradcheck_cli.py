@@ -26,6 +26,11 @@ def add_cli_arguments(parser):
 
 
 def cli_main(args) -> int:
+    from .errors import ConfigError
+
+    for name in ("T", "batch"):  # before numpy sees a negative size
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name} must be a positive int; got {getattr(args, name)}")
     kinds = list(CELLS) if args.cell == "all" else [k.strip() for k in args.cell.split(",")]
     reports = []
     for kind in kinds:

@@ -31,6 +31,23 @@ from .errors import ConfigError
 
 STYLE = "npcell.styles.npcell"
 CONNECTION_MARKERS = {"W_ic": "o", "W_fc": "s", "W_oc": "^"}
+# The paper's three cells keep one colour in every figure; other kinds take the next free one.
+KIND_COLORS = {"lstm": "#1f77b4", "peephole": "#d62728", "wmc": "#2ca02c"}
+OTHER_COLORS = ("#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22")
+
+
+def _colors(diags) -> list[str]:
+    """One colour per diagnosis: fixed for lstm / peephole / wmc (the first diagnosis of each
+    kind), the others from OTHER_COLORS in order. Explicit hex, so saving the figure outside the
+    style context keeps them."""
+    used, out, spare = set(), [], iter(OTHER_COLORS * 4)
+    for d in diags:
+        color = KIND_COLORS.get(d.kind)
+        if color is None or color in used:
+            color = next(c for c in spare if c not in used)
+        used.add(color)
+        out.append(color)
+    return out
 
 
 def _styled(func):
@@ -82,12 +99,13 @@ def cell_norm(diags, ax=None, *, show_max=True):
     """
     diags = _as_list(diags)
     ax = _axes(ax)
+    colors = _colors(diags)
     for n, d in enumerate(diags):
         mem = d.memory_state
         t = numpy.arange(d.T)
-        ax.plot(t, d.cell_norm_mean, color=f"C{n}", label=f"{d.label}: mean ‖{mem}_t‖")
+        ax.plot(t, d.cell_norm_mean, color=colors[n], label=f"{d.label}: mean ‖{mem}_t‖")
         if show_max:
-            ax.plot(t, d.cell_norm_max, color=f"C{n}", linestyle="--", linewidth=0.9,
+            ax.plot(t, d.cell_norm_max, color=colors[n], linestyle="--", linewidth=0.9,
                     label=f"{d.label}: max ‖{mem}_t‖")
     ax.set_xlabel("time step t")
     ax.set_ylabel("‖c_t‖ (L2 over units, over the batch)")
@@ -136,6 +154,7 @@ def weight_grad_vs_cell_norm(diags, ax=None, *, params=None):
     """
     diags = _as_list(diags)
     ax = _axes(ax)
+    colors = _colors(diags)
     plotted = 0
     for n, d in enumerate(diags):
         names = params if params is not None else d.connection_params()
@@ -145,9 +164,10 @@ def weight_grad_vs_cell_norm(diags, ax=None, *, params=None):
             mem = d.memory_state
             reads_now = name == "W_oc"
             x = d.state_norm(mem, "mean", prev=not reads_now)
-            ax.scatter(x, d.grad_step_norm[name], s=10, color=f"C{n}", alpha=0.6,
+            ax.scatter(x, d.grad_step_norm[name], s=10, color=colors[n], alpha=0.6,
                        marker=CONNECTION_MARKERS.get(name, "o"),
-                       label=f"{d.label}: {name} vs ‖{mem}_{{t{'' if reads_now else '-1'}}}‖")
+                       label=f"{d.label}: {name} vs " + (f"$\\|{mem}_t\\|$" if reads_now
+                                                              else f"$\\|{mem}_{{t-1}}\\|$"))
             plotted += 1
     if not plotted:
         ax.text(0.5, 0.5, "no cell-connection weights\n(lstm-like cells)",
@@ -167,15 +187,16 @@ def grad_flow(diags, ax=None, *, states=("h", "c"), dx=False):
     diags = _as_list(diags)
     ax = _axes(ax)
     styles = {"h": "-", "c": "--", "A": "-."}
+    colors = _colors(diags)
     for n, d in enumerate(diags):
         t = numpy.arange(d.T)
         for name in states:
             if name not in d.dstate_norm:
                 continue
-            ax.plot(t, _positive(d.dstate_norm[name]), color=f"C{n}",
+            ax.plot(t, _positive(d.dstate_norm[name]), color=colors[n],
                     linestyle=styles.get(name, ":"), label=f"{d.label}: ‖dL/d{name}_t‖")
         if dx:
-            ax.plot(t, _positive(d.dx_norm), color=f"C{n}", linestyle=":",
+            ax.plot(t, _positive(d.dx_norm), color=colors[n], linestyle=":",
                     label=f"{d.label}: ‖dL/dx_t‖")
     ax.set_yscale("log")
     ax.set_xlabel("time step t")
@@ -343,6 +364,8 @@ def learning_curves(run_dirs, ax=None, *, key="loss", splits=None, x="step", log
     ax = _axes(ax)
     groups = group_runs(run_dirs)
     split_styles = {"train": "-", "val": "--", "valid": "--", "test": ":"}
+    palette = tuple(KIND_COLORS.values()) + OTHER_COLORS
+    colors = [palette[n % len(palette)] for n in range(len(groups))]
     drawn = 0
     for n, (label, runs) in enumerate(groups.items()):
         present = sorted({r["split"] for _, rows in runs for r in rows})
@@ -357,10 +380,10 @@ def learning_curves(run_dirs, ax=None, *, key="loss", splits=None, x="step", log
                 continue
             xs, mean, stderr = mean_and_stderr(curves)
             seeds = f", {len(curves)} seeds" if len(curves) > 1 else ""
-            ax.plot(xs, mean, color=f"C{n}", linestyle=split_styles.get(split, "-."),
+            ax.plot(xs, mean, color=colors[n], linestyle=split_styles.get(split, "-."),
                     label=f"{label} ({split}{seeds})")
             if len(curves) > 1:
-                ax.fill_between(xs, mean - stderr, mean + stderr, color=f"C{n}", alpha=0.2)
+                ax.fill_between(xs, mean - stderr, mean + stderr, color=colors[n], alpha=0.2)
             drawn += 1
     if not drawn:
         raise ConfigError(f"no rows with key {key!r} (splits {splits or 'any'}) in {run_dirs}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy  # host-side only: validating and converting inputs, never for the cell's math
@@ -90,7 +91,7 @@ def forward(cell, x, state=None, *, fused=None, check_finite=False, max_cache_by
     state = check_state(cell, state, B, "state")
     use_fused = _use_fused(cell, fused)
     check_finite = _flag("check_finite", check_finite)
-    check_memory(cell, T, B, max_cache_bytes)  # before anything (T, B, ...) is allocated
+    check_memory(cell, T, B, max_cache_bytes, use_fused)  # before anything (T, B, ...) exists
     if check_finite:
         check_inputs_finite(cell, x, state)
     with _quiet_overflow(check_finite):  # check_finite reports it precisely instead
@@ -420,50 +421,89 @@ def get_memory_limit():
     return DEFAULT_MEMORY_LIMIT
 
 
-def _bytes_per_row_step(cell) -> int:
-    """Bytes the cache keeps per batch row and time step, measured once per cell configuration
-    by running one step on a single row (step functions are pure, so this changes nothing).
-    Counted: every cached array that is not an input of the step, plus the output h_t."""
+def _held_bytes(obj, exclude, seen) -> int:
+    """Bytes held by the arrays reachable from obj (dicts, lists, tuples, dataclass caches):
+    each data buffer counted once however many views point into it, plus the Python objects
+    themselves (array headers, dicts), which matter when B * H is small. ``exclude``: ids of
+    buffers that exist anyway (x, the initial state, the parameters)."""
+    if id(obj) in seen or id(obj) in exclude:
+        return 0
+    seen.add(id(obj))
+    if _is_array(obj):
+        root = obj
+        while getattr(root, "base", None) is not None and _is_array(root.base):
+            root = root.base
+        header = sys.getsizeof(obj) - (int(obj.nbytes) if root is obj and not
+                                       is_cupy_array(obj) else 0)
+        if root is not obj and (id(root) in seen or id(root) in exclude):
+            return header
+        seen.add(id(root))
+        return header + int(root.nbytes)
+    if isinstance(obj, dict):
+        items = obj.values()
+    elif isinstance(obj, (list, tuple)):
+        items = obj
+    elif hasattr(obj, "__dict__") and not callable(obj):
+        items = vars(obj).values()
+    else:
+        return 0
+    return sys.getsizeof(obj) + sum(_held_bytes(v, exclude, seen) for v in items)
+
+
+def _measure_cache(cell, T, B, fused) -> int:
+    """What a forward over (T, B, X) holds when it returns, beyond its inputs."""
+    xp = cell.xp
+    x = xp.zeros((T, B, cell.input_size), dtype=cell.dtype)
+    state = cell.zero_state(B)
+    h, state_T, cache = forward(cell, x, state, fused=fused, max_cache_bytes=float("inf"))
+    exclude = {id(x), *(id(v) for v in state.values()), *(id(p) for p in cell.params.values())}
+    return _held_bytes((h, state_T, cache.data, cache.steps), exclude, set())
+
+
+def _cache_cost(cell, fused) -> tuple[int, int, int]:
+    """(bytes per batch row and step, bytes per step, fixed bytes) of a forward's cache: the
+    arrays grow with T * B, Python objects (array headers, per-step dicts) with T only.
+
+    Measured once per cell configuration by running the same path over T in {1, 2} and B in
+    {1, 2} (step functions are pure and the fused path only writes its own buffers, so this
+    changes nothing)."""
+    use_fused = _use_fused(cell, fused)
     key = (type(cell), cell.kind, cell.input_size, cell.hidden_size, cell.dtype.name,
-           repr(sorted(getattr(cell, "options", {}).items())))
+           repr(sorted(getattr(cell, "options", {}).items())), use_fused)
     if key not in _step_bytes_memo:
-        itemsize = cell.dtype.itemsize
         try:
-            xp = cell.xp
-            x_t = xp.zeros((1, cell.input_size), dtype=cell.dtype)
-            state = cell.zero_state(1)
-            new_state, cache_t = cell.step_forward(cell.params, x_t, state)
-            inputs = [x_t, *state.values()]
-            total = sum(int(a.nbytes) for a in _arrays_in(cache_t)
-                        if not any(a is b or getattr(a, "base", None) is b for b in inputs))
-            total += int(new_state["h"].nbytes)  # h_t is kept in the (T, B, H) output
+            held = {(T, B): _measure_cache(cell, T, B, use_fused) for T in (1, 2) for B in (1, 2)}
+            step_1 = held[2, 1] - held[1, 1]  # one more step of one row
+            step_2 = held[2, 2] - held[1, 2]  # one more step of two rows
+            per_row_step = max(step_2 - step_1, 1)
+            per_step = max(step_1 - per_row_step, 0)
+            fixed = max(held[1, 1] - step_1, 0)
         except Exception:  # noqa: BLE001 - a broken cell must not hide behind the guard
-            total = 16 * cell.hidden_size * itemsize  # a generous LSTM-sized guess
-        _step_bytes_memo[key] = total
+            per_row_step, per_step, fixed = 16 * cell.hidden_size * cell.dtype.itemsize, 0, 0
+        _step_bytes_memo[key] = (per_row_step, per_step, fixed)
     return _step_bytes_memo[key]
 
 
-def _arrays_in(cache_t):
-    values = cache_t.values() if isinstance(cache_t, dict) else vars(cache_t).values()
-    return [v for v in values if _is_array(v)]
+def estimate_cache_bytes(cell, T: int, B: int, fused=None) -> int:
+    """Bytes a forward over (T, B, X) keeps for backward (its activations and outputs h),
+    from the measured cost of the path it takes (``fused`` as in :func:`forward`)."""
+    per_row_step, per_step, fixed = _cache_cost(cell, fused)
+    return int(T) * (int(B) * per_row_step + per_step) + fixed
 
 
-def estimate_cache_bytes(cell, T: int, B: int) -> int:
-    """Bytes a forward over (T, B, X) keeps for backward (activations and outputs h)."""
-    return int(T) * int(B) * _bytes_per_row_step(cell)
-
-
-def check_memory(cell, T, B, max_cache_bytes=None):
+def check_memory(cell, T, B, max_cache_bytes=None, fused=None):
     """Raise MemoryLimitError before a forward whose cache would exceed the limit."""
     if max_cache_bytes is None:
         limit = get_memory_limit()
     else:
         limit = _parse_limit(max_cache_bytes, "max_cache_bytes")
-    needed = estimate_cache_bytes(cell, T, B)
+    if limit == float("inf"):
+        return None
+    needed = estimate_cache_bytes(cell, T, B, fused)
     if needed <= limit:
         return needed
-    per_step = max(1, needed // T)
-    chunk = int(limit // per_step)
+    per_row_step, per_step, fixed = _cache_cost(cell, fused)
+    chunk = int((limit - fixed) // (B * per_row_step + per_step))
     advice = (
         f"use truncated BPTT: forward/backward over chunks of at most T={chunk} steps, carrying "
         "the state from one chunk to the next (h, state, cache = npcell.forward(cell, "

@@ -33,6 +33,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -100,6 +101,17 @@ class SequenceModel:
             return one_hot(x, self.task.input_size, self.dtype), None
         return self.embedding.forward(self.embedding.params, x)
 
+    def _on_model_backend(self, batch):
+        """Tasks hand out NumPy batches; under ``npcell.use_backend("cupy")`` the model's arrays
+        live on the GPU, so the batch moves there (a no-op on NumPy)."""
+        xp = self.cell.xp
+
+        def move(a):
+            return None if a is None else xp.asarray(a)
+
+        return type(batch)(move(batch.x), move(batch.y), move(batch.loss_mask),
+                           move(batch.metric_mask))
+
     def run(self, batch, *, need_grads=True):
         """Forward (and backward) on one batch.
 
@@ -108,6 +120,7 @@ class SequenceModel:
         ``metric_count``; grads is keyed like ``params`` (None when need_grads is False).
         """
         task = self.task
+        batch = self._on_model_backend(batch)
         x_in, embed_cache = self._cell_input(batch.x)
         h, _, cell_cache = forward(self.cell, x_in)  # h: (T, B, H)
         T, B, H = h.shape
@@ -210,8 +223,8 @@ class TrainConfig:
         if self.clip is not None and not self.clip > 0:
             raise ConfigError(f"clip must be > 0 or None; got {self.clip}")
         resolve_dtype(self.dtype)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"seed must be an int; got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative int; got {self.seed!r}")
         return self
 
     def to_dict(self) -> dict:
@@ -392,9 +405,10 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
                     checkpoint()
                 if interrupt.requested:
                     checkpoint()
-                    raise KeyboardInterrupt(
-                        f"interrupted at step {position['step']}; checkpoint {paths['ckpt']} "
-                        "written, run the same command again to resume")
+                    message = (f"interrupted at step {position['step']}; checkpoint "
+                               f"{paths['ckpt']} written, run the same command again to resume")
+                    print(message, file=sys.stderr)  # the CLI prints only "interrupted"
+                    raise KeyboardInterrupt(message)
             position["epoch"] += 1
             position["step_in_epoch"] = 0
             final = evaluate(position["epoch"])

@@ -66,7 +66,7 @@ def main(argv=None):
     rc.plot_curves(curves, title=f"Adding problem T={args.T}, H={args.hidden}: test MSE "
                    f"({len(args.seeds)} seed(s), {args.steps_per_epoch} steps of 128 per epoch)",
                    ylabel="test MSE", path=figure, baseline=BASELINE_MSE,
-                   baseline_label="predict 1 (1/6)", command=command)
+                   baseline_label="predict 1 (1/6)", command=command, logy=True)
 
     summary, ours = {}, []
     for cell, (epochs, values) in curves.items():

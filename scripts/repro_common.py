@@ -16,6 +16,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -108,7 +109,7 @@ def mean_and_stderr(values):
 
 
 def plot_curves(curves, *, title, ylabel, path, baseline=None, baseline_label="baseline",
-                xlabel="epoch", command=""):
+                xlabel="epoch", command="", logy=False):
     """One line per cell (mean over seeds) with a +-1 standard-error band; saved to ``path``."""
     import matplotlib
 
@@ -122,6 +123,8 @@ def plot_curves(curves, *, title, ylabel, path, baseline=None, baseline_label="b
         ax.fill_between(epochs, mean - se, mean + se, color=line.get_color(), alpha=0.25)
     if baseline is not None:
         ax.axhline(baseline, color="grey", ls="--", lw=1, label=baseline_label)
+    if logy:  # MSE spans orders of magnitude: the untrained model, the plateau, the solution
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
@@ -159,7 +162,8 @@ def record_result(experiment, *, command, wall_s, ours, paper, notes):
            f"{paper} | {notes} |")
     lines = [line for line in text.rstrip("\n").split("\n")
              if not line.startswith(f"| {experiment} |")]
-    lines.append(row)
+    last_row = max(i for i, line in enumerate(lines) if line.startswith("|"))
+    lines.insert(last_row + 1, row)  # keep the table whole; prose below it stays below
     RESULTS.write_text("\n".join(lines) + "\n")
 
 
@@ -210,7 +214,7 @@ def compare_cells(args, *, experiment, base_config, metric_label, paper, higher_
                           epochs=args.epochs, dtype=args.dtype,
                           steps_per_epoch=args.steps_per_epoch or None)
             configs.append(TrainConfig(**values))
-    slug = experiment.replace(" ", "_").replace("=", "").replace("/", "-")
+    slug = re.sub(r"[^a-z0-9]+", "_", experiment.lower()).strip("_")  # "copy T=100" -> copy_t_100
     runs = run_sweep(configs, Path(args.out) / slug, n_jobs=args.jobs)
     wall = time.perf_counter() - t0
     curves = eval_curves(runs, split=split)

@@ -28,7 +28,7 @@ COMBOS = [
     ("teaching", {"candidate_act": "tanh"}),
     ("teaching", {"candidate_act": "sigmoid"}),
 ]
-FUSED = [(k, o) for k, o in COMBOS if k in ("lstm", "peephole", "wmc", "gru")]
+FUSED = [(k, o) for k, o in COMBOS if k in ("lstm", "peephole", "wmc", "gru", "ulstm")]
 
 
 def combo_id(combo):
@@ -125,13 +125,15 @@ def test_fused_path_equals_stepwise_loop(combo, T, B, X, H, seed):
 @pytest.mark.parametrize("combo", [("lstm", {}), ("peephole", {"diagonal": True}),
                                    ("wmc", {"diagonal": False, "cell_bias": False}),
                                    ("gru", {"reset_after": True}),
-                                   ("gru", {"reset_after": False})], ids=combo_id)
+                                   ("gru", {"reset_after": False}),
+                                   ("ulstm", {"use_o": True})], ids=combo_id)
 def test_long_sequence_sampled_gradcheck(combo):
     """T=200: sampled entries of every parameter, dx[t] for every t and the initial state."""
     kind, options = combo
     cell, x, state = random_case(kind, options, 200, 2, 2, 3, 7)
-    if kind != "gru":  # keep the memory alive long enough for early steps to matter
-        cell.params["b_f"] += 2.0
+    for name in ("b_f", "b_fx"):  # keep the memory alive long enough for early steps to matter
+        if name in cell.params:
+            cell.params[name] += 2.0
     report = npcell.gradcheck(cell, x, state, mode="full", samples=1, seed=3)
     assert len([r for r in report.rows if r.group == "dx"]) == 200
     assert report.ok, str(report)

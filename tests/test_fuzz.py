@@ -27,6 +27,11 @@ from hypothesis import strategies as st
 import npcell
 from npcell.errors import NpcellError
 
+try:  # the diagnostics module is fuzzed too when this checkout has it
+    from npcell.diagnostics import diagnose as DIAGNOSE
+except ImportError:  # pragma: no cover - depends on which layers are installed
+    DIAGNOSE = None
+
 KINDS = sorted(npcell.CELLS)
 BAD_KINDS = ["LSTM", "", "no_such_cell", None, 3, ("lstm",)]
 BAD_SIZES = [0, -1, 2.5, "2", None, True, np.float64(2.0), 10**7]
@@ -97,7 +102,8 @@ def _array(data, rng, shape, dtype, label):
     a = rng.standard_normal(shape).astype(dtype)
     if _chance(data, 6, f"{label} special values") and a.size:
         flat = a.reshape(-1)
-        flat[data.draw(st.integers(0, a.size - 1))] = data.draw(st.sampled_from(SPECIAL_VALUES))
+        with np.errstate(over="ignore"):  # 1e300 in float32 is inf: fine, that is the point
+            flat[data.draw(st.integers(0, a.size - 1))] = data.draw(st.sampled_from(SPECIAL_VALUES))
     if _chance(data, 4, f"{label} wrong dtype"):
         with np.errstate(all="ignore"):
             a = a.astype(data.draw(st.sampled_from(ARRAY_DTYPES)))
@@ -195,21 +201,22 @@ def _scenario(data, log):
             assert np.isfinite(dx).all() and all(np.isfinite(g).all() for g in grads.values())
 
     if _chance(data, 25, "gradcheck"):
-        mode = data.draw(st.sampled_from(["fast", "fast", "full", "bogus", None]))
-        samples = data.draw(st.sampled_from([None, 1, 2, 0, -1, "3"]))
+        mode = data.draw(st.sampled_from(["fast"] * 4 + ["full", "bogus", None]))
+        samples = data.draw(st.sampled_from([None] * 4 + [1, 2, 0, -1, "3"]))
         if mode == "full" and samples is None:
             samples = 2  # every entry of every tensor would be slow, not more interesting
-        eps = data.draw(st.sampled_from([None, None, 1e-5, 0.0, -1.0, float("nan"), "x"]))
+        eps = data.draw(st.sampled_from([None] * 6 + [1e-5, 0.0, -1.0, float("nan"), "x"]))
+        seed = data.draw(st.sampled_from([0, 0, 0, 1, -1]))
         report = _call(log, "gradcheck", npcell.gradcheck, cell, x, state, mode=mode,
-                       samples=samples, eps=eps, seed=data.draw(st.sampled_from([0, 1, -1])))
+                       samples=samples, eps=eps, seed=seed)
         if report is not None:
             assert isinstance(report.ok, bool) and report.rows and str(report)
 
-    if _chance(data, 15, "diagnose") and hasattr(npcell, "diagnose"):
-        diag = _call(log, "diagnose", npcell.diagnose, cell, x, state=state,
-                     threshold=data.draw(st.sampled_from([0.05, 0.05, 0.0, 0.7, "x"])))
+    if _chance(data, 15, "diagnose") and DIAGNOSE is not None:
+        threshold = data.draw(st.sampled_from([0.05, 0.05, 0.05, 0.0, 0.7, "x"]))
+        diag = _call(log, "diagnose", DIAGNOSE, cell, x, state=state, threshold=threshold)
         if diag is not None:
-            assert diag is not None
+            assert type(diag).__name__ == "Diagnosis"
 
 
 def _check_coverage(log, n_examples):
@@ -222,10 +229,10 @@ def _check_coverage(log, n_examples):
     assert len(errors) >= 4, f"too few error kinds exercised: {errors}"
 
 
-def _run_fuzz(n_examples):
+def _run_fuzz(n_examples, derandomize):
     log = Counter()
 
-    @settings(max_examples=n_examples, deadline=None, database=None,
+    @settings(max_examples=n_examples, deadline=None, database=None, derandomize=derandomize,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(st.data())
     def fuzz(data):
@@ -237,9 +244,9 @@ def _run_fuzz(n_examples):
 
 
 def test_fuzz_quick():
-    _run_fuzz(150)
+    _run_fuzz(150, derandomize=True)  # the same examples every run: make test stays stable
 
 
 @pytest.mark.slow
 def test_fuzz_thorough():
-    _run_fuzz(2000)
+    _run_fuzz(2000, derandomize=False)  # new examples every run: keeps finding things

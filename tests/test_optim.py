@@ -53,9 +53,10 @@ def _torch_reference(kind, params0, grads_seq, **kw):
     return {k: t.detach().numpy() for k, t in tensors.items()}
 
 
-@settings(max_examples=10)
-@given(seed=st.integers(0, 1000), nesterov=st.booleans(), adam=st.booleans())
-def test_matches_torch_optim(seed, nesterov, adam):
+@pytest.mark.parametrize("adam, nesterov", [(False, False), (False, True), (True, False)])
+@settings(max_examples=3)
+@given(seed=st.integers(0, 1000))
+def test_matches_torch_optim(adam, nesterov, seed):
     rng = np.random.default_rng(seed)
     params0 = {"W": rng.standard_normal((3, 2)), "b": rng.standard_normal(3)}
     grads_seq = [{k: rng.standard_normal(v.shape) for k, v in params0.items()} for _ in range(5)]

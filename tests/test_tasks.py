@@ -29,9 +29,9 @@ def test_adding_target_is_the_sum_of_the_two_marked_values(T, B, seed):
 
 
 def test_adding_constant_one_predictor_scores_one_sixth():
-    _, y = adding.make_batch(50, 200_000, np.random.default_rng(0))
+    _, y = adding.make_batch(4, 60_000, np.random.default_rng(0))
     mse = float(np.mean((y - 1.0) ** 2))
-    assert mse == pytest.approx(adding.BASELINE_MSE, abs=2e-3)  # Var(U1+U2) = 1/6
+    assert mse == pytest.approx(adding.BASELINE_MSE, abs=3e-3)  # Var(U1+U2) = 1/6; sd 8e-4
 
 
 def test_adding_task_is_deterministic_per_seed_and_fresh_per_epoch():

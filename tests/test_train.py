@@ -136,6 +136,8 @@ def test_presets_cover_the_paper_setups():
     assert (c.optimizer, c.lr, c.momentum, c.nesterov, c.clip, c.epochs) == (
         "sgd", 1e-2, 0.9, True, 1.0, 200)
     assert preset_config("peephole-copy-200").epochs == 500
+    lm = preset_config("wmc-charlm-150")  # PTB is not shipped: its text must fill a batch
+    assert make_task("charlm", **lm.task_options).size("train") >= lm.batch
     assert {"fw_lstm-art-k8", "fw_rnn-mart-k16", "ln_lstm-art-k4"} <= set(PRESETS)
     with pytest.raises(ConfigError, match="unknown preset"):
         preset_config("wmc-adding-800")
@@ -162,3 +164,17 @@ def test_cli_train_with_flags_and_preset_override(tmp_path, capsys):
     assert npcell_main(["train", "--task", "adding", "--out", str(tmp_path / "x"),
                         "--hidden", "0"]) == 2  # a clear one-line error, not a traceback
     assert "hidden must be a positive int" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_training_on_cupy_matches_numpy(tmp_path):
+    import npcell
+
+    config = small_adding(epochs=1, steps_per_epoch=5, log_every=1,
+                          task_options={"T": 6, "n_train": 640, "n_test": 64})
+    on_cpu = train(config, tmp_path / "cpu", progress=False)
+    with npcell.use_backend("cupy"):
+        on_gpu = train(config, tmp_path / "gpu", progress=False)
+    cpu_losses = [r["loss"] for r in on_cpu.history]
+    gpu_losses = [r["loss"] for r in on_gpu.history]
+    np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-9)

@@ -227,7 +227,7 @@ def _sigmoid_(a):
 # ============================================================================================
 @register
 class GRUCell(Cell):
-    """GRU: Cho 2014 form (``reset_after=False``, default) or PyTorch form (``reset_after=True``)."""
+    """GRU: Cho 2014 form (``reset_after=False``, default) or PyTorch's (``reset_after=True``)."""
 
     kind = "gru"
     state_names = ("h",)
@@ -273,4 +273,5 @@ h_t = (1 - z_t) * n_t + z_t * h_{t-1}                             (G4)
         return gru_fused_forward(params, x, state, reset_after=self.options["reset_after"])
 
     def sequence_backward(self, params, dh, cache, dstate):
-        return gru_fused_backward(params, dh, cache, dstate, reset_after=self.options["reset_after"])
+        return gru_fused_backward(params, dh, cache, dstate,
+                                  reset_after=self.options["reset_after"])

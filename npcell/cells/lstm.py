@@ -323,7 +323,8 @@ h_t = o_t * tanh(c_t)                                                       (6)
 #
 #   tanh form (CuPy, and NumPy float32): sigmoid rows x 1/2, g rows x 1;
 #       o, i, f = 0.5 * tanh(a/2) + 0.5 = sigma(a);  g = tanh(a)
-#   exp form (NumPy float64, whose tanh is scalar libm code, ~3x slower than its exp here):
+#   exp form (NumPy float64 with B*H >= 256: NumPy's float64 tanh is scalar libm code, ~3x
+#   slower than its exp here; below 256 units the extra calls of this form cost more):
 #       sigmoid rows x -1, g rows x -2;
 #       o, i, f = 1 / (1 + exp(-a)) = sigma(a);     g = 2 / (1 + exp(-2a)) - 1 = tanh(a)
 #   exp(-a) may overflow to inf for a < -709; 1 / (1 + inf) = 0 is the right limit, so the
@@ -342,8 +343,11 @@ _O, _I, _F, _G = 0, 1, 2, 3  # block index of each gate in PACKED_ORDER
 class _GateMath:
     """Which form (see the note above) and the row scales it folds into the packed weights."""
 
-    def __init__(self, xp, dtype):
-        self.exp_form = xp.__name__ == "numpy" and dtype.itemsize == 8
+    EXP_FORM_MIN_UNITS = 256  # B * H from which the exp form wins (measured, float64)
+
+    def __init__(self, xp, dtype, units):
+        self.exp_form = (xp.__name__ == "numpy" and dtype.itemsize == 8
+                         and units >= self.EXP_FORM_MIN_UNITS)
         self.sig_scale, self.g_scale = (-1.0, -2.0) if self.exp_form else (0.5, 1.0)
         self.xp = xp
 
@@ -448,7 +452,7 @@ def fused_forward(params, x, state, connection):
     T, B, X = x.shape
     H = state["h"].shape[1]
     dtype = x.dtype
-    act = _GateMath(xp, dtype)
+    act = _GateMath(xp, dtype, units=B * H)
     scales = dict(sigmoid_scale=act.sig_scale, g_scale=act.g_scale)
     W_x = pack(params, "x", **scales)
     W_hT = pack(params, "h", **scales).T  # a transposed view: BLAS reads it as is

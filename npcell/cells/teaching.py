@@ -21,16 +21,16 @@ as (out, in) = (d, p) = (H, X) so the products read exactly as written.
 
 Name mapping to the ``lstm`` cell (same maths, see :func:`teaching_to_lstm_params`):
 
-==============  ==============  ===================================
-teaching        lstm            shape
-==============  ==============  ===================================
-rem  (W_r U_r b_r)     f  (W_fx W_fh b_f)      (H, X), (H, H), (H,)
-save (W_s U_s b_s)     i  (W_ix W_ih b_i)      (H, X), (H, H), (H,)
-ltm' (W_l U_l b_l)     g  (W_gx W_gh b_g)      (H, X), (H, H), (H,)
-focus (W_f U_f b_f)    o  (W_ox W_oh b_o)      (H, X), (H, H), (H,)
-ltm                    c  (state key ``"c"``)  (B, H)
-wm                     h  (state key ``"h"``)  (B, H)
-==============  ==============  ===================================
+=====================  =====================  ====================
+teaching               lstm                   shape
+=====================  =====================  ====================
+rem   (W_r U_r b_r)    f (W_fx W_fh b_f)      (H, X), (H, H), (H,)
+save  (W_s U_s b_s)    i (W_ix W_ih b_i)      (H, X), (H, H), (H,)
+ltm'  (W_l U_l b_l)    g (W_gx W_gh b_g)      (H, X), (H, H), (H,)
+focus (W_f U_f b_f)    o (W_ox W_oh b_o)      (H, X), (H, H), (H,)
+ltm                    c (state key ``"c"``)  (B, H)
+wm                     h (state key ``"h"``)  (B, H)
+=====================  =====================  ====================
 
 Careful: the teaching ``W_f`` / ``b_f`` belong to *focus* (the output gate), while the lstm's
 ``W_fx`` / ``b_f`` belong to the *forget* gate (teaching ``rem``). State keys stay ``"h"`` and
@@ -44,7 +44,9 @@ from ..ops import ACTIVATIONS, dsigmoid, dtanh, sigmoid, tanh
 from .base import Cell, register
 
 # teaching gate -> (its prefix letter, the lstm gate it is)
-TEACHING_GATES = {"rem": ("r", "f"), "ltm_cand": ("l", "g"), "save": ("s", "i"), "focus": ("f", "o")}
+TEACHING_GATES = {
+    "rem": ("r", "f"), "ltm_cand": ("l", "g"), "save": ("s", "i"), "focus": ("f", "o"),
+}
 
 TEACHING_TO_LSTM = {
     "W_r": "W_fx", "U_r": "W_fh", "b_r": "b_f",  # remember = forget gate f
@@ -130,7 +132,7 @@ class TeachingLSTMCell(Cell):
     kind = "teaching"
     equations = """
 rem_t   = sigma(W_r x_t + U_r wm_{t-1} + b_r)          (1)   = forget gate f_t
-ltm'_t  = tanh (W_l x_t + U_l wm_{t-1} + b_l)          (2)   = candidate g_t (seed prints sigma: typo)
+ltm'_t  = tanh (W_l x_t + U_l wm_{t-1} + b_l)          (2)   = candidate g_t (seed's sigma: typo)
 save_t  = sigma(W_s x_t + U_s wm_{t-1} + b_s)          (3)   = input gate i_t
 ltm_t   = rem_t * ltm_{t-1} + save_t * ltm'_t          (4)   = cell c_t      (state key "c")
 focus_t = sigma(W_f x_t + U_f wm_{t-1} + b_f)          (5)   = output gate o_t
