@@ -208,19 +208,20 @@ class TrainConfig:
         from .cells import CELLS
         from .tasks import TASKS
 
-        if self.task not in TASKS:
+        if not isinstance(self.task, str) or self.task not in TASKS:
             raise ConfigError(f"unknown task {self.task!r}; expected one of {sorted(TASKS)}")
-        if self.cell not in CELLS:
+        if not isinstance(self.cell, str) or self.cell not in CELLS:
             raise ConfigError(f"unknown cell kind {self.cell!r}; expected one of {sorted(CELLS)}")
         for name in ("hidden", "batch", "epochs", "log_every", "eval_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive int; got {value!r}")
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+        spe = self.steps_per_epoch
+        if spe is not None and (isinstance(spe, bool) or not isinstance(spe, int) or spe < 1):
             raise ConfigError(f"steps_per_epoch must be >= 1 or None; got {self.steps_per_epoch}")
-        if not self.lr > 0:
+        if not _finite_real(self.lr) or not self.lr > 0:
             raise ConfigError(f"lr must be > 0; got {self.lr}")
-        if self.clip is not None and not self.clip > 0:
+        if self.clip is not None and (not _finite_real(self.clip) or not self.clip > 0):
             raise ConfigError(f"clip must be > 0 or None; got {self.clip}")
         resolve_dtype(self.dtype)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
@@ -263,6 +264,12 @@ def build(config: TrainConfig):
 # ============================================================================================
 # The loop
 # ============================================================================================
+def _finite_real(value) -> bool:
+    """A real number (not bool, str or list) that is finite: what lr and clip must be."""
+    return (isinstance(value, (int, float, numpy.number)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 @dataclass
 class TrainResult:
     out_dir: Path

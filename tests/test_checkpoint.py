@@ -275,3 +275,67 @@ def test_overwrite_is_atomic_for_a_concurrent_reader(good, monkeypatch):
     save_checkpoint(path, _arrays(seed=5), {"step": 9})
     assert observed == {"old_still_valid": True, "old": {"step": 1}, "new_complete": True}
     assert load_checkpoint(path)[1] == {"step": 9}
+
+
+# ----- a training run killed while writing a checkpoint ----------------------------------------
+class _Killed(BaseException):
+    """Stands in for SIGKILL / power loss: not an Exception, so nothing catches it on the way."""
+
+
+def _tiny_config():
+    from npcell.train import TrainConfig
+
+    return TrainConfig(task="adding", task_options={"T": 8, "n_train": 48, "n_test": 16},
+                       cell="wmc", hidden=6, batch=8, epochs=2, steps_per_epoch=5,
+                       eval_batch=16, dtype="float64", optimizer="adam", lr=1e-2,
+                       checkpoint_every=2, log_every=2, seed=3)
+
+
+def _records(history):
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in history]
+
+
+@pytest.mark.parametrize("how", ["truncated temp file", "rename fails"])
+def test_training_killed_mid_checkpoint_write_resumes_to_the_same_result(tmp_path, monkeypatch,
+                                                                          how):
+    """Kill a run while it writes its 3rd checkpoint (end of epoch 1, step 5): the temp file is
+    truncated (or the rename never happens) and the process dies. The checkpoint on disk is
+    still the one of step 4; it loads, and resuming from it ends bit for bit where an
+    uninterrupted run ends."""
+    train_module = pytest.importorskip("npcell.train")
+    config = _tiny_config()
+    reference = train_module.train(config, tmp_path / "reference", progress=False)
+    ref_arrays, ref_meta = load_checkpoint(tmp_path / "reference" / "checkpoint.npz")
+
+    run_dir = tmp_path / "killed"
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def replace_then_die_on_third(src, dst):
+        if not str(dst).endswith("checkpoint.npz"):
+            return real_replace(src, dst)
+        calls["n"] += 1
+        if calls["n"] < 3:
+            return real_replace(src, dst)
+        if how == "truncated temp file":
+            with open(src, "r+b") as f:
+                f.truncate(os.path.getsize(src) // 2)
+        raise _Killed(f"killed while writing {dst}")
+
+    monkeypatch.setattr(os, "replace", replace_then_die_on_third)
+    with pytest.raises(_Killed):
+        train_module.train(config, run_dir, progress=False)
+    monkeypatch.setattr(os, "replace", real_replace)
+
+    arrays, meta = load_checkpoint(run_dir / "checkpoint.npz")  # the last good one loads
+    assert meta["position"]["step"] == 4
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+    resumed = train_module.train(config, run_dir, progress=False)
+    assert resumed.resumed_from == 4
+    assert resumed.steps == reference.steps == 10
+    final_arrays, final_meta = load_checkpoint(run_dir / "checkpoint.npz")
+    _assert_same(ref_arrays, final_arrays)  # parameters and optimiser state, bit for bit
+    assert final_meta["position"] == ref_meta["position"]
+    assert _records(resumed.history) == _records(reference.history)
+    assert resumed.final == reference.final

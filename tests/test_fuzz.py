@@ -250,3 +250,68 @@ def test_fuzz_quick():
 @pytest.mark.slow
 def test_fuzz_thorough():
     _run_fuzz(2000, derandomize=False)  # new examples every run: keeps finding things
+
+
+# ----- training configurations -----------------------------------------------------------------
+BAD_NUMBERS = [0, -1, "x", None, float("nan"), float("inf"), True, 2.5, [1]]
+
+
+def _train_scenario(data, log, out_dir):
+    from npcell.train import TrainConfig, train
+
+    fields = {
+        "task": data.draw(st.sampled_from(["adding", "copy", "art"]), label="task"),
+        "task_options": {"T": data.draw(st.integers(2, 5)), "n_train": 8, "n_test": 4},
+        "cell": data.draw(st.sampled_from(KINDS), label="cell"),
+        "hidden": data.draw(st.integers(1, 4)), "batch": 4, "epochs": 1, "steps_per_epoch": 1,
+        "eval_batch": 4, "dtype": data.draw(st.sampled_from(["float64", "float32"])),
+        "optimizer": data.draw(st.sampled_from(["sgd", "adam"])),
+        "lr": data.draw(st.sampled_from([1e-2, 1e-3])), "clip": 1.0, "log_every": 1,
+        "seed": data.draw(st.integers(0, 100)),
+    }
+    if fields["task"] == "art":
+        fields["task_options"] = {"K": 2, "n_train": 8, "n_valid": 4, "n_test": 4}
+    for name in ("task", "cell", "hidden", "batch", "lr", "clip", "epochs", "dtype", "seed",
+                 "optimizer", "log_every", "steps_per_epoch"):
+        if _chance(data, 4, f"bad {name}"):
+            fields[name] = data.draw(st.sampled_from(BAD_NUMBERS + ["nope"]))
+    if _chance(data, 5, "bad task option"):
+        fields["task_options"] = {**fields["task_options"],
+                                  data.draw(st.sampled_from(["T", "n_train", "zzz"])):
+                                  data.draw(st.sampled_from(BAD_NUMBERS))}
+    if _chance(data, 5, "cell option"):
+        fields["cell_options"] = {data.draw(st.sampled_from(["forget_bias", "diagonal", "zzz"])):
+                                  data.draw(st.sampled_from(BAD_OPTION_VALUES))}
+    config = _call(log, "TrainConfig", TrainConfig, **fields)
+    if config is None:
+        return
+    result = _call(log, "train", train, config, out_dir, progress=False, resume=False)
+    if result is not None:
+        assert result.steps == 1 and result.final
+
+
+def _run_train_fuzz(n_examples, derandomize, tmp_path):
+    pytest.importorskip("npcell.train")
+    log = Counter()
+    counter = {"n": 0}
+
+    @settings(max_examples=n_examples, deadline=None, database=None, derandomize=derandomize,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.data())
+    def fuzz(data):
+        counter["n"] += 1
+        _train_scenario(data, log, tmp_path / f"run{counter['n']}")
+
+    fuzz()
+    print(f"\ntrain fuzz over {n_examples} examples:", dict(sorted(log.items())))
+    assert log["train: ok"] >= n_examples // 4
+    return log
+
+
+def test_fuzz_train_quick(tmp_path):
+    _run_train_fuzz(40, True, tmp_path)
+
+
+@pytest.mark.slow
+def test_fuzz_train_thorough(tmp_path):
+    _run_train_fuzz(400, False, tmp_path)
