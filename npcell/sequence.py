@@ -468,8 +468,13 @@ def _cache_cost(cell, fused) -> tuple[int, int, int]:
     {1, 2} (step functions are pure and the fused path only writes its own buffers, so this
     changes nothing)."""
     use_fused = _use_fused(cell, fused)
-    key = (type(cell), cell.kind, cell.input_size, cell.hidden_size, cell.dtype.name,
-           repr(sorted(getattr(cell, "options", {}).items())), use_fused)
+    options = tuple(getattr(cell, "options", {}).items())
+    key = (type(cell), cell.kind, cell.input_size, cell.hidden_size, cell.dtype, options,
+           use_fused)
+    try:
+        hash(key)
+    except TypeError:  # an option value that is a list or an array
+        key = key[:5] + (repr(options), use_fused)
     if key not in _step_bytes_memo:
         try:
             held = {(T, B): _measure_cache(cell, T, B, use_fused) for T in (1, 2) for B in (1, 2)}
