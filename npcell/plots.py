@@ -135,6 +135,7 @@ def saturation(diag, gate=None, ax=None, *, colorbar=True):
     if colorbar:
         bar = ax.figure.colorbar(image, ax=ax)
         bar.set_label("fraction of batch saturated")
+    ax.grid(False)  # grid lines would hide cells of the map
     act = diag.gate_activation.get(gate, "?")
     ax.set_xlabel("time step t")
     ax.set_ylabel("unit")

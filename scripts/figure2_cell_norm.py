@@ -12,7 +12,7 @@ iterations:
 * the per-step ‖dL/dW_ic‖ against ‖c_{t-1}‖ under the task's own cross-entropy loss
   (eq. 21 for the peephole, eq. 14 for the WMC).
 
-The figure this repository ships was made with (about a minute on two CPU cores)::
+The figure this repository ships was made with (about 7 minutes on a busy 2-core CPU)::
 
     python scripts/figure2_cell_norm.py --out figures/figure2_cell_norm_digits.png
 
@@ -125,8 +125,8 @@ def make_figure(results, task_name, record_at):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mnist-dir", default=None, help="folder with the MNIST IDX files")
-    parser.add_argument("--iterations", type=int, default=100,
-                        help="SGD steps per cell (default 100)")
+    parser.add_argument("--iterations", type=int, default=60,
+                        help="SGD steps per cell (default 60)")
     parser.add_argument("--records", type=int, default=5,
                         help="how many iterations to record, evenly spaced (default 5)")
     parser.add_argument("--hidden", type=int, default=128)

@@ -18,6 +18,10 @@ from npcell.errors import ConfigError, ShapeError
 # to ~1e-11), so entries below 1e-3 are compared on an absolute scale of 1e-9 instead of the
 # default floor's 1e-10. Entries above 1e-3 keep the plain relative error < 1e-6.
 FW_FLOOR = 1e-3
+# Even inside the smoothness margin, central differences have a truncation error
+# eps^2 * (third derivative) / 6 that reaches 1e-6 relative in about 1 of 300 random draws
+# (measured; S = 2 inner loops with U(-1, 1) weights are strongly curved). The full checks
+# therefore run a fixed (derandomized) set of examples, so that a red test means a real change.
 
 WRITES, QUERIES = ["prev_h", "prelim"], ["new_A", "old_A"]
 FW_RNN_OPTIONS = [dict(S=S, fw_write=w, fw_query=q)
@@ -47,20 +51,20 @@ def check_full(kind, T, B, X, H, seed, options):
 
 # ----- full gradient checks -----------------------------------------------------------------
 @pytest.mark.parametrize("options", FW_RNN_OPTIONS, ids=_id)
-@settings(max_examples=6)
+@settings(max_examples=6, derandomize=True)
 @given(**shapes)
 def test_fw_rnn_full_gradcheck(options, T, B, X, H, seed):
     check_full("fw_rnn", T, B, X, H, seed, options)
 
 
-@settings(max_examples=3)
+@settings(max_examples=4, derandomize=True)
 @given(**shapes, S=st.integers(1, 2))
 def test_fw_rnn_full_gradcheck_tanh(T, B, X, H, seed, S):
     check_full("fw_rnn", T, B, X, H, seed, dict(S=S, activation="tanh"))
 
 
 @pytest.mark.parametrize("options", FW_LSTM_OPTIONS, ids=_id)
-@settings(max_examples=5)
+@settings(max_examples=5, derandomize=True)
 @given(**shapes)
 def test_fw_lstm_full_gradcheck(options, T, B, X, H, seed):
     check_full("fw_lstm", T, B, X, H, seed, options)

@@ -168,3 +168,28 @@ def test_plot_run_command(tmp_path, capsys):
     (bad / "metrics.jsonl").write_text('{"step": 0, "split": "train"}\n')
     with pytest.raises(ConfigError, match="missing key"):
         plots.read_run(bad)
+
+
+@pytest.mark.parametrize("kind", ["gru", "fw_rnn"])
+def test_standard_panel_for_cells_without_c_or_gates(kind):
+    if kind not in npcell.CELLS:
+        pytest.skip(f"{kind} is not registered in this checkout")
+    d = npcell.diagnose(npcell.make_cell(kind, 2, 3), np.ones((5, 2, 2)))
+    fig = d.plot()
+    assert len(fig.axes) == 3 + 2 * len(d.saturation)
+    assert "h_t" in fig.axes[0].get_lines()[0].get_label()  # no c: the norm panel shows h
+
+
+def test_figure2_script_smoke(tmp_path):
+    """scripts/figure2_cell_norm.py end to end on a tiny model (2 SGD steps per cell)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "figure2_cell_norm.py"
+    spec = importlib.util.spec_from_file_location("figure2_cell_norm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "fig2.png"
+    assert module.main(["--iterations", "2", "--records", "2", "--hidden", "4", "--batch", "8",
+                        "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000
