@@ -41,6 +41,9 @@ def main(argv=None):
     p.add_argument("--n-train", type=int, default=12_800)
     p.add_argument("--n-test", type=int, default=512)
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"],
+                   help="sgd: the paper's SGD-Nesterov (momentum 0.9); adam: a faster scale-down")
+    p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--jobs", type=int, default=1, help="joblib worker processes")
     p.add_argument("--out", default="runs/repro_adding")
     args = p.parse_args(argv)
@@ -52,18 +55,20 @@ def main(argv=None):
     configs = [
         TrainConfig(task="adding",
                     task_options={"T": args.T, "n_train": args.n_train, "n_test": args.n_test},
-                    cell=cell, hidden=args.hidden, batch=128, optimizer="sgd", lr=1e-2,
+                    cell=cell, hidden=args.hidden, batch=128, optimizer=args.optimizer, lr=args.lr,
                     momentum=0.9, nesterov=True, clip=1.0, epochs=args.epochs,
                     steps_per_epoch=args.steps_per_epoch, dtype=args.dtype, seed=seed,
                     log_every=25)
         for seed in args.seeds for cell in args.cells
     ]
-    runs = rc.run_sweep(configs, Path(args.out) / f"T{args.T}", n_jobs=args.jobs)
+    tag = f"T{args.T}" + ("" if args.optimizer == "sgd" else f"_{args.optimizer}")
+    runs = rc.run_sweep(configs, Path(args.out) / tag, n_jobs=args.jobs)
     wall = time.perf_counter() - t0
     curves = rc.eval_curves(runs)
     command = rc.command_line()
-    figure = rc.FIGURES / f"adding_T{args.T}.png"
-    rc.plot_curves(curves, title=f"Adding problem T={args.T}, H={args.hidden}: test MSE "
+    figure = rc.FIGURES / f"adding_{tag}.png"
+    rc.plot_curves(curves, title=f"Adding T={args.T}, H={args.hidden}, {args.optimizer} "
+                   f"lr {args.lr:g}: test MSE "
                    f"({len(args.seeds)} seed(s), {args.steps_per_epoch} steps of 128 per epoch)",
                    ylabel="test MSE", path=figure, baseline=BASELINE_MSE,
                    baseline_label="predict 1 (1/6)", command=command, logy=True)
@@ -87,13 +92,15 @@ def main(argv=None):
         verdict = f"wmc converges first (order {' < '.join(order)})"
     else:
         verdict = f"wmc does NOT converge first: order {' < '.join(order)}"
-    rc.write_summary(Path(args.out) / f"T{args.T}" / "summary.json",
+    rc.write_summary(Path(args.out) / tag / "summary.json",
                      {"command": command, "wall_s": wall, "cells": summary, "verdict": verdict})
     notes = (f"T={args.T} (paper 200/400), {args.epochs} epochs x {args.steps_per_epoch} steps "
              f"of 128 = {args.epochs * args.steps_per_epoch * 128:,} sequences seen (fixed set of "
              f"{args.n_train:,}), test {args.n_test}, seeds {args.seeds}, {args.dtype}, "
-             f"joblib n_jobs={args.jobs}; {verdict}; figure {figure.relative_to(rc.ROOT)}")
-    rc.record_result(f"adding T={args.T}", command=command, wall_s=wall, ours="; ".join(ours),
+             f"joblib n_jobs={args.jobs}, optimizer {args.optimizer} lr {args.lr:g}; {verdict}; "
+             f"figure {figure.relative_to(rc.ROOT)}")
+    rc.record_result(f"adding T={args.T} ({args.optimizer})", command=command, wall_s=wall,
+                     ours="; ".join(ours),
                      paper=PAPER.get(args.T, PAPER[200] + " (T=200 row)"), notes=notes)
     print(verdict)
     for cell, s in summary.items():
