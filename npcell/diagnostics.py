@@ -37,7 +37,7 @@ import numpy
 from .backend import array_module, to_numpy
 from .errors import ConfigError, ShapeError, shape_str
 from .ops import dtanh, sigmoid
-from .sequence import _complete_dstate, check_input, check_state
+from .sequence import check_input, check_state, complete_dstate
 
 DEFAULT_THRESHOLD = 0.05
 # Gate names whose activation is tanh in the cells npcell ships (the candidates); every other
@@ -311,7 +311,7 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
     step_grads = {name: [] for name in params} if keep_step_grads else {}
     dstate_norms = {name: [] for name in cell.state_names}
     dx_norms = []
-    dstate = _complete_dstate(cell, dstate, B)
+    dstate = complete_dstate(cell, dstate, B)
     for t in range(T - 1, -1, -1):
         dstate["h"] = dstate["h"] + dh[t]  # the loss at step t joins the carried dL/dh_t
         for name, value in dstate.items():

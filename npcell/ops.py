@@ -17,6 +17,16 @@ def sigmoid(a):
     return 0.5 * (1.0 + xp.tanh(0.5 * a))
 
 
+def sigmoid_(a):
+    """In-place sigmoid of an array or view (the fused paths' buffers): no temporaries."""
+    xp = array_module(a)
+    a *= 0.5
+    xp.tanh(a, out=a)
+    a += 1.0
+    a *= 0.5
+    return a
+
+
 def dsigmoid(s):
     """d sigmoid / d a, from the output s = sigmoid(a)."""
     return s * (1.0 - s)

@@ -135,7 +135,7 @@ def backward(cell, dh, cache, dstate=None, *, check_finite=False):
     else:
         dh = as_array(cell, dh, "dh")
         _check_array(cell, dh, "dh", (T, B, H))
-    dstate = _complete_dstate(cell, dstate, B)
+    dstate = complete_dstate(cell, dstate, B)
     if check_finite:
         first_nonfinite(cell, {"dh": dh, **{f"dstate[{k!r}]": v for k, v in dstate.items()}},
                         what="input of the backward pass")
@@ -296,7 +296,7 @@ def check_state(cell, state, batch, name="state"):
     return checked
 
 
-def _complete_dstate(cell, dstate, batch):
+def complete_dstate(cell, dstate, batch):
     xp = cell.xp
     shapes = cell.state_shapes(batch)
     out = {k: xp.zeros(s, dtype=cell.dtype) for k, s in shapes.items()}

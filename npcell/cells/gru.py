@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from ..backend import array_module
 from ..errors import ConfigError
-from ..ops import dsigmoid, dtanh, sigmoid
+from ..ops import dsigmoid, dtanh, sigmoid, sigmoid_
 from .base import Cell, register
 
 GRU_GATES = ("z", "r", "n")  # packed order of the fused path: update, reset, candidate
@@ -137,13 +137,13 @@ def gru_fused_forward(params, x, state, *, reset_after=False):
         if reset_after:
             xp.matmul(h_prev, W_h.T, out=recurrent)  # the one recurrent GEMM of PyTorch's form
             a[:, : 2 * H] += recurrent[:, : 2 * H]
-            _sigmoid_(a[:, : 2 * H])  # z, r: eq. (G1), (G2)
+            sigmoid_(a[:, : 2 * H])  # z, r: eq. (G1), (G2)
             xp.add(recurrent[:, 2 * H :], p["b_nh"], out=read[t])
             a[:, 2 * H :] += a[:, H : 2 * H] * read[t]  # + r * (W_nh h + b_nh), eq. (G3')
         else:
             xp.matmul(h_prev, W_zrh.T, out=recurrent)  # first recurrent GEMM: both gates
             a[:, : 2 * H] += recurrent
-            _sigmoid_(a[:, : 2 * H])  # z, r: eq. (G1), (G2)
+            sigmoid_(a[:, : 2 * H])  # z, r: eq. (G1), (G2)
             xp.multiply(a[:, H : 2 * H], h_prev, out=read[t])  # r * h_{t-1}
             a[:, 2 * H :] += read[t] @ p["W_nh"].T  # second GEMM waits for r: eq. (G3)
         xp.tanh(a[:, 2 * H :], out=a[:, 2 * H :])
@@ -211,15 +211,6 @@ def gru_fused_backward(params, dh, cache, dstate, *, reset_after=False):
         grads["W_nh"] = flat[:, 2 * H :].T @ read.reshape(T * B, H)  # pairs with r * h_{t-1}
     grads = {name: grads[name] for name in params}
     return grads, dx, {"h": dh_next}
-
-
-def _sigmoid_(a):
-    """In-place sigmoid of a view, via tanh (finite for any input, no temporaries)."""
-    xp = array_module(a)
-    a *= 0.5
-    xp.tanh(a, out=a)
-    a += 1.0
-    a *= 0.5
 
 
 # ============================================================================================

@@ -685,14 +685,5 @@ def _dlinear(u):
     return 1.0
 
 
-def _sigmoid_(a):
-    """In-place sigmoid of a view, via tanh (finite for any input, no temporaries)."""
-    xp = array_module(a)
-    a *= 0.5
-    xp.tanh(a, out=a)
-    a += 1.0
-    a *= 0.5
-
-
 def _ordered(params, grads):
     return {name: grads[name] for name in params}

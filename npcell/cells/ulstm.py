@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from ..backend import array_module
 from ..errors import ConfigError
-from ..ops import dsigmoid, dtanh, sigmoid
+from ..ops import dsigmoid, dtanh, sigmoid, sigmoid_
 from .base import Cell, register
 
 CODE_GATE_ORDER = ("i", "o", "z", "f")  # the sigmoid gates, in the order of the authors' code
@@ -166,7 +166,7 @@ def ulstm_fused_forward(params, x, state, *, use_o=True):
     for t in range(T):
         a = acts[t]
         a[:, : n * H] += hs[t] @ W_h.T  # first recurrent GEMM: the n gates
-        _sigmoid_(a[:, : n * H])  # eq. (U1)-(U4)
+        sigmoid_(a[:, : n * H])  # eq. (U1)-(U4)
         i, z, f = a[:, col["i"]], a[:, col["z"]], a[:, col["f"]]
         xp.multiply(z, tanh_cs[t], out=ms[t])  # eq. (U5)
         u = a[:, n * H :]
@@ -231,15 +231,6 @@ def ulstm_fused_backward(params, dh, cache, dstate, *, use_o=True):
         grads[f"b_{k}x"], grads[f"b_{k}h"] = db[col[k]], db[col[k]].copy()
     grads = {name: grads[name] for name in params}
     return grads, dx, {"h": dh_next, "c": dc_next}
-
-
-def _sigmoid_(a):
-    """In-place sigmoid of a view, via tanh (finite for any input, no temporaries)."""
-    xp = array_module(a)
-    a *= 0.5
-    xp.tanh(a, out=a)
-    a += 1.0
-    a *= 0.5
 
 
 @register
