@@ -68,7 +68,7 @@ def main(argv=None):
     command = rc.command_line()
     figure = rc.FIGURES / f"adding_{tag}.png"
     rc.plot_curves(curves, title=f"Adding T={args.T}, H={args.hidden}, {args.optimizer} "
-                   f"lr {args.lr:g}: test MSE "
+                   f"lr {args.lr:g}: test MSE\n"
                    f"({len(args.seeds)} seed(s), {args.steps_per_epoch} steps of 128 per epoch)",
                    ylabel="test MSE", path=figure, baseline=BASELINE_MSE,
                    baseline_label="predict 1 (1/6)", command=command, logy=True)
