@@ -388,8 +388,9 @@ def _resolve_gates(cell, caches, batch, override):
                 f"gates {unknown} are not in the {cell.kind} step cache; it holds {list(caches[0])}"
             )
         return dict(override)
-    if hasattr(cell, "gate_activations"):
-        return dict(cell.gate_activations())
+    declared = cell.gate_activations() if hasattr(cell, "gate_activations") else None
+    if declared:
+        return dict(declared)
     H = cell.hidden_size
     found = {}
     for gate in cell.gate_blocks():

@@ -414,3 +414,28 @@ def test_diagnose_figure_for_the_demo(tmp_path):
     assert path == str(tmp_path / "demo.png")
     with open(path, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("kind", sorted(npcell.CELLS))
+def test_declared_gate_activations_match_the_step_cache(kind):
+    """A cell's gate_activations() names real cache entries whose values fit the activation."""
+    cell = npcell.make_cell(kind, 2, 3, seed=1)
+    declared = cell.gate_activations()
+    if declared is None:
+        return  # the cell leaves it to diagnose's inference (fw_rnn, fw_lstm)
+    x = np.random.default_rng(0).standard_normal((4, 2, 2)) * 3
+    _, _, cache = npcell.forward(cell, x, fused=False)
+    ranges = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": (0.0, np.inf)}
+    for gate, activation in declared.items():
+        lo, hi = ranges[activation]
+        values = np.stack([step[gate] for step in cache.steps])
+        assert values.shape == (4, 2, 3)
+        assert lo <= values.min() and values.max() <= hi, (gate, activation)
+    assert set(npcell.diagnose(cell, x).saturation) == set(declared)
+
+
+def test_teaching_sigmoid_candidate_is_read_as_a_sigmoid():
+    cell = npcell.make_cell("teaching", 2, 3, candidate_act="sigmoid")
+    assert cell.gate_activations()["ltm_cand"] == "sigmoid"
+    x = np.random.default_rng(0).standard_normal((3, 2, 2))
+    assert npcell.diagnose(cell, x).gate_activation["ltm_cand"] == "sigmoid"

@@ -76,6 +76,13 @@ class Cell:
         """Gate block -> parameter names, for the per-gate rows of the gradcheck report."""
         return {}
 
+    def gate_activations(self) -> dict[str, str] | None:
+        """Step-cache key of each gate output -> its activation ('sigmoid', 'tanh', 'relu').
+
+        Read by :func:`npcell.diagnose` for the saturation maps; None lets it infer them.
+        """
+        return None
+
     def init_params(self, rng) -> dict:
         """PyTorch-style default: every parameter U(-1/sqrt(H), 1/sqrt(H))."""
         bound = 1.0 / math.sqrt(self.hidden_size)

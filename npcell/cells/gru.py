@@ -248,6 +248,9 @@ h_t = (1 - z_t) * n_t + z_t * h_{t-1}                             (G4)
             shapes["b_nh"] = (H,)
         return shapes
 
+    def gate_activations(self):
+        return {"z": "sigmoid", "r": "sigmoid", "n": "tanh"}
+
     def gate_blocks(self):
         blocks = {k: [f"W_{k}x", f"W_{k}h", f"b_{k}"] for k in GRU_GATES}
         if self.options["reset_after"]:

@@ -284,6 +284,9 @@ class LNLSTMCell(Cell):
         shapes |= {"ln_gain_c": (H,), "ln_bias_c": (H,)}
         return shapes
 
+    def gate_activations(self):
+        return {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid"}
+
     def gate_blocks(self):
         if self.options["ln_style"] == "tf":
             blocks = {k: [f"W_{k}x", f"W_{k}h", f"ln_gain_{k}", f"ln_bias_{k}"] for k in GATES}

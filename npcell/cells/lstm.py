@@ -196,6 +196,9 @@ h_t = o_t * tanh(c_t)                                     (6)
         blocks = {k: [f"W_{k}x", f"W_{k}h", f"b_{k}"] for k in GATES}
         return blocks
 
+    def gate_activations(self):
+        return {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid"}
+
     def init_params(self, rng):
         params = super().init_params(rng)
         params["b_f"] = params["b_f"] + float(self.options["forget_bias"])

@@ -155,6 +155,10 @@ wm_t    = focus_t * tanh(ltm_t)                        (6)   = hidden h_t    (st
             shapes |= {f"W_{letter}": (H, X), f"U_{letter}": (H, H), f"b_{letter}": (H,)}
         return shapes
 
+    def gate_activations(self):
+        return {"rem": "sigmoid", "save": "sigmoid", "focus": "sigmoid",
+                "ltm_cand": self.options["candidate_act"]}  # the "see what breaks" switch
+
     def gate_blocks(self):
         return {gate: [f"W_{t}", f"U_{t}", f"b_{t}"] for gate, (t, _) in TEACHING_GATES.items()}
 

@@ -279,6 +279,9 @@ h_t = o_t * tanh(c_t)   (use_o=False: h_t = tanh(c_t))          (U8)
         shapes["b_m"] = (H,)
         return shapes
 
+    def gate_activations(self):
+        return {"i": "sigmoid", "o": "sigmoid", "z": "sigmoid", "f": "sigmoid", "u": "tanh"}
+
     def gate_blocks(self):
         blocks = {k: [f"W_{k}x", f"W_{k}h", f"b_{k}x", f"b_{k}h"]
                   for k in _gates(self.options["use_o"])}
