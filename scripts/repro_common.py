@@ -197,6 +197,9 @@ def common_arguments(parser, *, cells, epochs, steps_per_epoch, hidden):
                         help="cap on optimiser steps per epoch (0: the whole training set)")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--jobs", type=int, default=1, help="joblib worker processes")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default=None,
+                        help="override the paper's optimiser (a CPU-sized scale-down)")
+    parser.add_argument("--lr", type=float, default=None, help="override the learning rate")
     return parser
 
 
@@ -207,6 +210,10 @@ def compare_cells(args, *, experiment, base_config, metric_label, paper, higher_
     from npcell.train import TrainConfig
 
     t0 = time.perf_counter()
+    overrides = {k: v for k in ("optimizer", "lr") if (v := getattr(args, k, None)) is not None}
+    if overrides:  # say so in the experiment's name, figure and results row
+        base_config = dict(base_config, **overrides)
+        experiment += " (" + ", ".join(f"{k} {v}" for k, v in overrides.items()) + ")"
     configs = []
     for seed in args.seeds:
         for cell in args.cells:
