@@ -81,23 +81,26 @@ def test_fused_equals_stepwise_after_optimisations(config, T, B, X, H, seed, dty
 
 @pytest.mark.parametrize("kind,options", CONFIGS)
 @pytest.mark.parametrize("B,H", [(8, 32), (1, 8)])  # exp form (B*H >= 256) and tanh form
-def test_fused_equals_stepwise_in_both_float64_activation_forms(kind, options, B, H):
-    cell, x, state, dh, dstate = make_case(kind, options, 6, B, 3, H, 11, "float64")
-    assert_same(run_both(cell, x, state, dh, dstate), 1e-12)
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_fused_equals_stepwise_in_both_activation_forms(kind, options, B, H, dtype, tol):
+    cell, x, state, dh, dstate = make_case(kind, options, 6, B, 3, H, 11, dtype)
+    assert_same(run_both(cell, x, state, dh, dstate), tol)
 
 
 @pytest.mark.parametrize("kind,options", CONFIGS)
-def test_saturated_float64_exp_form_is_finite_quiet_and_exact(kind, options):
-    # Inputs of size 1e3 drive pre-activations far below -709, where exp(-a) overflows to inf
-    # in the NumPy float64 "exp form"; the limits must still be exact and no warning escapes.
-    cell, x, state, dh, dstate = make_case(kind, options, 5, 16, 2, 16, 3, "float64", scale=1e3)
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_saturated_exp_form_is_finite_quiet_and_exact(kind, options, dtype, tol):
+    # Inputs of size 1e3 drive pre-activations far below -709 (float64) / -88 (float32), where
+    # exp(-a) overflows to inf in the NumPy "exp form"; the limits must still be exact and no
+    # warning escapes.
+    cell, x, state, dh, dstate = make_case(kind, options, 5, 16, 2, 16, 3, dtype, scale=1e3)
     assert 16 * 16 >= _GateMath.EXP_FORM_MIN_UNITS  # this case takes the exp form
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = run_both(cell, x, state, dh, dstate)
     for arr in (out[True][0], out[True][3], *out[True][2].values()):
         assert np.isfinite(arr).all()
-    assert_same(out, 1e-12)
+    assert_same(out, tol)
 
 
 @pytest.mark.parametrize("kind,options", CONFIGS)
