@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 
 from ..backend import array_module
-from ..ops import dsigmoid, dtanh, sigmoid
+from ..ops import dsigmoid, dtanh, sigmoid, tanh
 from .base import Cell, register
 
 GATES = ("i", "f", "g", "o")
@@ -42,12 +42,12 @@ def lstm_step_forward(params, x_t, state):
     """One LSTM step. x_t (B, X); state {'h': (B, H), 'c': (B, H)} -> (new state, cache)."""
     p = params
     h_prev, c_prev = state["h"], state["c"]
-    g = _tanh(x_t @ p["W_gx"].T + h_prev @ p["W_gh"].T + p["b_g"])  # eq. (1)
+    g = tanh(x_t @ p["W_gx"].T + h_prev @ p["W_gh"].T + p["b_g"])  # eq. (1)
     i = sigmoid(x_t @ p["W_ix"].T + h_prev @ p["W_ih"].T + p["b_i"])  # eq. (2)
     f = sigmoid(x_t @ p["W_fx"].T + h_prev @ p["W_fh"].T + p["b_f"])  # eq. (3)
     c = f * c_prev + i * g  # eq. (4)
     o = sigmoid(x_t @ p["W_ox"].T + h_prev @ p["W_oh"].T + p["b_o"])  # eq. (5)
-    tanh_c = _tanh(c)
+    tanh_c = tanh(c)
     h = o * tanh_c  # eq. (6)
     cache = dict(x=x_t, h_prev=h_prev, c_prev=c_prev, i=i, f=f, g=g, o=o, c=c, tanh_c=tanh_c)
     return {"h": h, "c": c}, cache
@@ -124,13 +124,13 @@ def connected_step_forward(params, x_t, state, *, squash, diagonal, cell_bias=Fa
                              bias=p[f"b_{gate}c"] if cell_bias else None))
 
     u_i, u_f = read("i", c_prev), read("f", c_prev)
-    g = _tanh(x_t @ p["W_gx"].T + h_prev @ p["W_gh"].T + p["b_g"])  # eq. (1)
+    g = tanh(x_t @ p["W_gx"].T + h_prev @ p["W_gh"].T + p["b_g"])  # eq. (1)
     i = sigmoid(x_t @ p["W_ix"].T + h_prev @ p["W_ih"].T + u_i + p["b_i"])  # eq. (7) / (16)
     f = sigmoid(x_t @ p["W_fx"].T + h_prev @ p["W_fh"].T + u_f + p["b_f"])  # eq. (8) / (17)
     c = f * c_prev + i * g  # eq. (4)
     u_o = read("o", c)  # the output gate reads c_t, not c_{t-1}
     o = sigmoid(x_t @ p["W_ox"].T + h_prev @ p["W_oh"].T + u_o + p["b_o"])  # eq. (9) / (18)
-    tanh_c = _tanh(c)
+    tanh_c = tanh(c)
     h = o * tanh_c  # eq. (6)
     cache = dict(x=x_t, h_prev=h_prev, c_prev=c_prev, i=i, f=f, g=g, o=o, c=c, tanh_c=tanh_c,
                  u_i=u_i, u_f=u_f, u_o=u_o)
@@ -691,10 +691,6 @@ def _read_back(dz, W, diagonal, dc, scratch):
 
 
 # ----- small helpers ------------------------------------------------------------------------
-def _tanh(a):
-    return array_module(a).tanh(a)
-
-
 def _linear(a):
     return a
 

@@ -18,7 +18,7 @@ from . import finite_difference
 
 LSTM_IMPORTS = (
     "from npcell.backend import array_module",
-    "from npcell.ops import dsigmoid, dtanh, sigmoid",
+    "from npcell.ops import dsigmoid, dtanh, sigmoid, tanh",
 )
 
 
@@ -45,7 +45,7 @@ class Exercise:
         return {}
 
 
-_CONNECTED_CONTEXT = (lstm._tanh, lstm._linear, lstm._dlinear, lstm.cell_term,
+_CONNECTED_CONTEXT = (lstm._linear, lstm._dlinear, lstm.cell_term,
                       lstm.cell_term_backward, lstm.connected_step_forward,
                       lstm._gate_input_grads, lstm._ordered)
 
@@ -61,7 +61,7 @@ _add(Exercise(
     title="Backward of one LSTM step (eq. 1-6)",
     function="lstm_step_backward",
     reference=lstm.lstm_step_backward,
-    context=(lstm._tanh, lstm.lstm_step_forward, lstm._gate_input_grads),
+    context=(lstm.lstm_step_forward, lstm._gate_input_grads),
     configs=(("lstm", {}),),
     task="""Compute dL/da for the four gate pre-activations (da_i, da_f, da_g, da_o) and
 dL/dc_{t-1} (dc_prev) from dstate = {'h': dL/dh_t, 'c': dL/dc_t carried from t+1} and the
