@@ -439,7 +439,10 @@ def run_benchmarks(*, device="cpu", quick=False, kinds=KINDS, shapes=None, dtype
                 quick=quick, repeats=repeats, warmup=warmup, timer="median of time.perf_counter",
                 started=time.strftime("%Y-%m-%d %H:%M:%S"))
     results = []
-    variants = [False, True] if device == "gpu" else [False]
+    from . import cpu_kernels
+
+    # The plain path always; beside it the fused gate kernels (CuPy, or Numba on the CPU).
+    variants = [False, True] if device == "gpu" or cpu_kernels.available() else [False]
     for shape_name in shapes:
         B, T, X, H = table[shape_name]
         for kind in kinds:

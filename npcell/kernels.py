@@ -1,5 +1,7 @@
 """Fused CuPy kernels for the LSTM gate block: one launch per step forward, one backward.
 
+And the one switch for every fused gate kernel (CuPy here, Numba on the CPU).
+
 On a GPU every NumPy-style call in the fused sequence loop (npcell/cells/lstm.py) is one kernel
 launch of a few microseconds, and the LSTM gate block is ~10 of them per step forward and ~7
 backward. The two ``cupy.ElementwiseKernel`` objects below do the same arithmetic in one launch
@@ -7,14 +9,18 @@ each (the approach of Chainer's ``lstm_fwd`` / ``lstm_bwd``). They are a *fast p
 plain one*: the plain CuPy path is the same code as the NumPy path, and ``tests/test_gpu.py``
 holds the two equal in float64.
 
-Switch (off by default until a GPU run has validated it; see docs/performance.md)::
+The same switch governs the CPU kernels of npcell/cpu_kernels.py (Numba, optional)::
 
     npcell.kernels.use_fused_kernels(True)          # for good
-    with npcell.kernels.use_fused_kernels(True):    # for a block
+    with npcell.kernels.use_fused_kernels(False):   # for a block: the plain path
         ...
+    npcell.kernels.use_fused_kernels(None)          # back to the default ("auto")
 
-The kernels are used only when the arrays are CuPy arrays, the switch is on and the cell is the
-plain ``lstm`` (peephole/WMC add cell reads inside the gate block and keep the plain path).
+Default ("auto", ``None``): the CPU kernels run on NumPy arrays when Numba is installed (they are
+tested against the plain path here); the CuPy kernels stay off until a GPU run has validated
+them (see docs/performance.md), so on CuPy only ``True`` turns them on. Kernels are used only
+for the plain ``lstm`` (peephole/WMC add cell reads inside the gate block and keep the plain
+path).
 Importing this module never imports CuPy; the kernel objects are built on first use and
 memoised (building one needs no GPU, NVRTC compiles it on its first call).
 
@@ -30,15 +36,16 @@ from dataclasses import dataclass
 
 from .backend import is_cupy_array
 
-_switch = {"on": False}
+_switch = {"on": None}  # None: auto (CPU kernels when Numba is there, CuPy kernels off)
 
 
 class use_fused_kernels:  # noqa: N801 - used like a function, as npcell.use_backend
-    """Turn the fused CuPy gate kernels on or off; a plain call or a context manager."""
+    """Turn the fused gate kernels on (True), off (False) or back to auto (None); a plain call
+    or a context manager."""
 
-    def __init__(self, on: bool = True):
-        if not isinstance(on, bool):
-            raise TypeError(f"use_fused_kernels expects True or False; got {on!r}")
+    def __init__(self, on: bool | None = True):
+        if on is not None and not isinstance(on, bool):
+            raise TypeError(f"use_fused_kernels expects True, False or None (auto); got {on!r}")
         self._previous = _switch["on"]
         _switch["on"] = on
 
@@ -50,13 +57,19 @@ class use_fused_kernels:  # noqa: N801 - used like a function, as npcell.use_bac
         return False
 
 
-def fused_kernels_enabled() -> bool:
+def fused_kernels_enabled() -> bool | None:
+    """The switch: True, False, or None for auto (see the module docstring)."""
     return _switch["on"]
 
 
 def active(x) -> bool:
-    """True when the fused kernels should run for array ``x``: switch on and x on CuPy."""
-    return _switch["on"] and is_cupy_array(x)
+    """True when the fused kernels should run for array ``x``: on CuPy when the switch is True;
+    on NumPy unless it is False, when Numba is installed."""
+    if is_cupy_array(x):
+        return _switch["on"] is True
+    from . import cpu_kernels
+
+    return _switch["on"] is not False and cpu_kernels.available()
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def no_workspace():
+    """Turn buffer reuse off for a test that counts allocations with tracemalloc."""
+    from npcell import workspace
+
+    workspace.set_workspace_limit(0)
+    yield
+    workspace.set_workspace_limit(None)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

@@ -270,7 +270,7 @@ def test_check_finite_changes_no_number(kind, rng):
 # ----- memory guard ------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", sorted(npcell.CELLS))
 @pytest.mark.parametrize("fused", [None, False])
-def test_cache_estimate_matches_what_forward_allocates(kind, fused, rng):
+def test_cache_estimate_matches_what_forward_allocates(kind, fused, rng, no_workspace):
     """tracemalloc sees NumPy's allocations: the estimate is within 10% of what the forward
     still holds when it returns (its cache and outputs, beyond x), on either path."""
     cell = npcell.make_cell(kind, 3, 16, seed=0)

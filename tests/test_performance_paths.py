@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npcell
-from npcell import kernels
+from npcell import cpu_kernels, kernels, workspace
 from npcell.bench import theoretical_cache_bytes
 from npcell.cells.lstm import PACKED_ORDER, _GateMath
 
@@ -131,6 +131,9 @@ def test_cache_nbytes_is_the_documented_theory_plus_the_initial_state(kind, opti
 
 
 def _peak_above_cache(cell, x):
+    # Without reuse, so that the forward allocates its cache (the workspace would hand back the
+    # previous call's buffers, which tracemalloc would not see).
+    workspace.set_workspace_limit(0)
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -139,6 +142,7 @@ def _peak_above_cache(cell, x):
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
+        workspace.set_workspace_limit(None)
     return peak - cache.nbytes + x.nbytes  # x is referenced by the cache, not allocated
 
 
@@ -253,13 +257,19 @@ def test_cupy_kernel_sources_compute_the_lstm_gate_block(tmp_path):
                                    atol=1e-13, err_msg=k)
 
 
-def test_fused_kernel_switch_is_scoped_and_numpy_ignores_it():
-    assert not kernels.fused_kernels_enabled()
-    with kernels.use_fused_kernels(True):
-        assert kernels.fused_kernels_enabled()
-        assert not kernels.active(np.zeros(3))  # NumPy arrays always take the plain path
-    assert not kernels.fused_kernels_enabled()
-    with pytest.raises(TypeError, match="True or False"):
+def test_fused_kernel_switch_is_scoped_and_has_an_auto_default():
+    from npcell import cpu_kernels
+
+    assert kernels.fused_kernels_enabled() is None  # auto
+    assert kernels.active(np.zeros(3)) == cpu_kernels.available()
+    with kernels.use_fused_kernels(False):
+        assert kernels.fused_kernels_enabled() is False
+        assert not kernels.active(np.zeros(3))  # False forces the plain NumPy path
+        with kernels.use_fused_kernels(True):
+            assert kernels.active(np.zeros(3)) == cpu_kernels.available()
+        assert kernels.fused_kernels_enabled() is False
+    assert kernels.fused_kernels_enabled() is None
+    with pytest.raises(TypeError, match="True, False or None"):
         kernels.use_fused_kernels("yes")
 
 
@@ -284,7 +294,8 @@ def test_bench_quick_writes_valid_json_and_table(tmp_path):
         assert r["parity_max_abs_diff"] < 1e-10, r
         assert 1.0 <= r["cache_ratio"] < 1.2
     table = (tmp_path / "bench_cpu_quick.md").read_text()
-    assert table.count("\n| lstm") == 2 and "torch.nn.LSTM" in table
+    rows = 2 * (1 + cpu_kernels.available())  # plain, and the Numba kernels beside it
+    assert table.count("\n| lstm") == rows and "torch.nn.LSTM" in table
     assert "torch autograd loop" in table
 
 

@@ -1,0 +1,144 @@
+"""The compiled CPU gate kernels (npcell/cpu_kernels.py, Numba) against the plain NumPy path,
+and the workspace that reuses the big buffers across calls (npcell/workspace.py).
+
+The kernels are a fast path beside the plain one (DESIGN section 6): with them on, forward and
+backward must give what the plain path gives, to round-off, over hypothesis shapes, both
+dtypes, carried state, and gate pre-activations large enough to saturate (exp overflows).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import npcell
+from npcell import cpu_kernels, kernels, workspace
+
+numba_only = pytest.mark.skipif(not cpu_kernels.available(),
+                                reason="needs Numba (pip install npcell[fast])")
+
+
+def _case(T, B, X, H, seed, dtype, scale):
+    cell = npcell.make_cell("lstm", X, H, seed=seed, dtype=dtype, forget_bias=1.0)
+    rng = np.random.default_rng(seed)
+    x = (scale * rng.standard_normal((T, B, X))).astype(dtype)
+    state = {"h": rng.standard_normal((B, H)).astype(dtype),
+             "c": (3 * rng.standard_normal((B, H))).astype(dtype)}
+    dh = rng.standard_normal((T, B, H)).astype(dtype)
+    dstate = {"h": rng.standard_normal((B, H)).astype(dtype),
+              "c": rng.standard_normal((B, H)).astype(dtype)}
+    return cell, x, state, dh, dstate
+
+
+def _run(cell, x, state, dh, dstate, on):
+    with kernels.use_fused_kernels(on):
+        h, state_T, cache = npcell.forward(cell, x, state)
+        grads, dx, dstate0 = npcell.backward(cell, dh, cache, dstate)
+    return h.copy(), state_T, grads, dx, dstate0
+
+
+@numba_only
+@settings(max_examples=20, deadline=None)
+@given(T=st.integers(1, 6), B=st.integers(1, 5), X=st.integers(1, 4), H=st.integers(1, 7),
+       seed=st.integers(0, 2**16), dtype=st.sampled_from(["float64", "float32"]),
+       scale=st.sampled_from([0.1, 1.0, 60.0]))
+def test_cpu_kernels_equal_the_plain_path(T, B, X, H, seed, dtype, scale):
+    case = _case(T, B, X, H, seed, dtype, scale)
+    fast, plain = _run(*case, on=True), _run(*case, on=False)
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    for a, b in [(fast[0], plain[0]), (fast[3], plain[3])]:
+        np.testing.assert_allclose(a, b, atol=tol, rtol=tol)
+    for k in ("h", "c"):
+        np.testing.assert_allclose(fast[1][k], plain[1][k], atol=tol, rtol=tol)
+        np.testing.assert_allclose(fast[4][k], plain[4][k], atol=tol, rtol=tol)
+    for name in plain[2]:
+        np.testing.assert_allclose(fast[2][name], plain[2][name], atol=tol * 10, rtol=tol,
+                                   err_msg=name)
+    assert np.all(np.isfinite(fast[0]))  # exp overflow (scale 60) gives the right limits
+
+
+@numba_only
+def test_cpu_kernels_pass_the_float64_gradcheck():
+    cell = npcell.make_cell("lstm", 3, 4, seed=3)
+    with kernels.use_fused_kernels(True):
+        x = np.random.default_rng(1).standard_normal((5, 3, 3))
+        report = npcell.gradcheck(cell, x, mode="full", fused=True)
+    assert report.ok, report
+    assert report.max_rel_error < 1e-6
+
+
+@numba_only
+def test_cpu_kernels_are_used_and_switch_off():
+    calls = []
+    original = cpu_kernels.forward_loop
+
+    def spy(*args):
+        calls.append(1)
+        return original(*args)
+
+    cell, x, state, dh, dstate = _case(4, 2, 3, 5, 0, "float64", 1.0)
+    cpu_kernels.forward_loop = spy
+    try:
+        npcell.forward(cell, x, state)
+        assert calls, "the auto default should take the Numba path when Numba is installed"
+        calls.clear()
+        with kernels.use_fused_kernels(False):
+            npcell.forward(cell, x, state)
+        assert not calls
+    finally:
+        cpu_kernels.forward_loop = original
+
+
+def test_workspace_never_hands_out_a_buffer_in_use():
+    cell, x, state, dh, dstate = _case(5, 3, 2, 4, 1, "float64", 1.0)
+    h1, _, cache1 = npcell.forward(cell, x, state)
+    kept = h1.copy()
+    grads1, _, _ = npcell.backward(cell, dh, cache1, dstate)
+    kept_grads = {k: v.copy() for k, v in grads1.items()}
+    # A second pass on other data while the first cache and h are alive: nothing of theirs moves.
+    x2 = x[::-1].copy() * 3
+    h2, _, cache2 = npcell.forward(cell, x2, state)
+    npcell.backward(cell, dh, cache2, dstate)
+    np.testing.assert_array_equal(h1, kept)
+    assert not np.shares_memory(h1, h2)
+    grads_again, _, _ = npcell.backward(cell, dh, cache1, dstate)  # cache1 still intact
+    for k in kept_grads:
+        np.testing.assert_array_equal(grads_again[k], kept_grads[k])
+
+
+def test_workspace_reuses_a_free_buffer_and_respects_its_limit():
+    shape = (7, 3, 5)  # a shape no other test asks for
+    a = workspace.empty(np, shape, np.float64)
+    address = a.ctypes.data
+    b = workspace.empty(np, shape, np.float64)
+    assert b.ctypes.data != address  # a is alive: not handed out twice
+    view = a[1:]
+    del a
+    c = workspace.empty(np, shape, np.float64)
+    assert c.ctypes.data not in (address, b.ctypes.data)  # a view still holds a's memory
+    del view
+    d = workspace.empty(np, shape, np.float64)
+    assert d.ctypes.data == address  # free again: reused, not allocated
+    del b, c, d
+    assert workspace.release_workspace() >= 3 * 7 * 3 * 5 * 8
+    try:
+        workspace.set_workspace_limit(0)
+        e = workspace.empty(np, shape, np.float64)
+        # limit 0: a plain allocation, not kept by the pool
+        assert all(buf is not e for bufs in workspace._pool.values() for buf in bufs)
+        del e
+    finally:
+        workspace.set_workspace_limit(None)
+    with pytest.raises(npcell.errors.ConfigError, match="workspace limit"):
+        workspace.set_workspace_limit(-1)
+
+
+def test_workspace_gives_cupy_style_modules_a_plain_allocation():
+    class FakeXp:
+        __name__ = "cupy"
+
+        @staticmethod
+        def empty(shape, dtype):
+            return ("plain", shape, dtype)
+
+    assert workspace.empty(FakeXp, (2, 3), "float32") == ("plain", (2, 3), "float32")
