@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npcell
+from npcell import kernels
 from npcell.cells.teaching import lstm_to_teaching_params, teaching_to_lstm_params
 from npcell.cells.ulstm import ulstm_step_forward
 from npcell.errors import ConfigError
@@ -54,8 +55,11 @@ def test_zero_cell_connections_give_the_lstm_exactly(kind, options, fused, T, B,
                       if name not in lstm.params})  # W_ic = W_fc = W_oc = 0 (and b_*c = 0)
     x, state, dh, dstate = inputs(T, B, X, H, seed)
 
-    h_l, s_l, g_l, dx_l, d0_l = run(lstm, x, state, dh, dstate, fused)
-    h_o, s_o, g_o, dx_o, d0_o = run(other, x, state, dh, dstate, fused)
+    # Bit-identity needs the same arithmetic on both sides: the compiled CPU kernels serve the
+    # plain lstm only, so they are off here (tests/test_kernels_cpu.py holds them == plain).
+    with kernels.use_fused_kernels(False):
+        h_l, s_l, g_l, dx_l, d0_l = run(lstm, x, state, dh, dstate, fused)
+        h_o, s_o, g_o, dx_o, d0_o = run(other, x, state, dh, dstate, fused)
     np.testing.assert_array_equal(h_o, h_l)  # tanh(0) = 0 is added: bit-identical
     for k in ("h", "c"):
         np.testing.assert_array_equal(s_o[k], s_l[k])
