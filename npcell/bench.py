@@ -318,6 +318,7 @@ def gemm_floor_runner(kind, B, T, X, H, dtype, xp):
         return xp.asarray(rng.standard_normal(shape) * 0.1, dtype=dtype)
 
     x, W_x, W_h = arr(T * B, X), arr(4 * H, X), arr(4 * H, H)
+    W_hT = xp.ascontiguousarray(W_h.T)  # as the fused forward multiplies by it
     h, out4, da, out1 = arr(B, H), arr(B, 4 * H), arr(B, 4 * H), arr(B, H)
     flat, hs = arr(T * B, 4 * H), arr(T * B, H)
     full_reads = kind == "wmc"  # the default WMC reads the cell with full (H, H) matrices
@@ -328,7 +329,7 @@ def gemm_floor_runner(kind, B, T, X, H, dtype, xp):
     def run():
         x @ W_x.T  # input projection of all T steps
         for _ in range(T):
-            xp.matmul(h, W_h.T, out=out4)  # recurrent GEMM, forward
+            xp.matmul(h, W_hT, out=out4)  # recurrent GEMM, forward
             if full_reads:
                 xp.matmul(h, W_if.T, out=out2)
                 xp.matmul(h, W_o.T, out=out1)
