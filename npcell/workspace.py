@@ -69,18 +69,23 @@ def _make_room(nbytes) -> bool:
     limit = get_workspace_limit()
     if nbytes > limit:
         return False
-    held = pooled_bytes()
+    _drop_idle(pooled_bytes() + nbytes - limit)
+    return pooled_bytes() + nbytes <= limit
+
+
+def _drop_idle(wanted=None) -> int:
+    """Forget idle buffers (nobody else refers to them) until ``wanted`` bytes are freed, or all
+    of them when None; returns the bytes freed. Call with the lock held."""
+    freed = 0
     for key in list(_pool):
-        if held + nbytes <= limit:
-            break
         keep = []
         for buf in _pool[key]:
-            if held + nbytes > limit and sys.getrefcount(buf) == _FREE_REFCOUNT:
-                held -= buf.nbytes
+            if (wanted is None or freed < wanted) and sys.getrefcount(buf) == _FREE_REFCOUNT:
+                freed += buf.nbytes
             else:
                 keep.append(buf)
-        _pool[key] = keep
-    return held + nbytes <= limit
+        _pool[key][:] = keep  # in place: empty() may hold this very list
+    return freed
 
 
 def pooled_bytes() -> int:
@@ -90,17 +95,8 @@ def pooled_bytes() -> int:
 
 def release_workspace() -> int:
     """Forget every idle buffer (the memory goes back to the system); returns bytes freed."""
-    freed = 0
     with _lock:
-        for key in list(_pool):
-            keep = []
-            for buf in _pool[key]:
-                if sys.getrefcount(buf) == _FREE_REFCOUNT:
-                    freed += buf.nbytes
-                else:
-                    keep.append(buf)
-            _pool[key] = keep
-    return freed
+        return _drop_idle()
 
 
 def set_workspace_limit(nbytes) -> None:

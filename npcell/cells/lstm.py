@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .. import workspace
+from .. import cpu_kernels, kernels, workspace
 from ..backend import array_module
 from ..ops import dsigmoid, dtanh, sigmoid, tanh
 from .base import Cell, register
@@ -394,6 +394,14 @@ class _GateMath:
         return self.xp.errstate(over="ignore") if self.exp_form else contextlib.nullcontext()
 
 
+def _kernel_path(x, connection):
+    """Which fused gate kernels run on ``x``: 'numba' (NumPy), 'cupy', or None (plain path).
+    Only the plain LSTM has them; ``npcell.kernels.active`` holds the switch."""
+    if connection is not None or not kernels.active(x):
+        return None
+    return "numba" if array_module(x).__name__ == "numpy" else "cupy"
+
+
 def _doubling_overflows(params, xp, dtype):
     """True when a gate weight or bias is so large (> max/2, e.g. 1e308) that the exp form's
     row scale of -2 would overflow it to inf; the forward then takes the tanh form (scales 1/2
@@ -465,17 +473,14 @@ def fused_forward(params, x, state, connection):
     ``tanh_cs`` (T, B, H) tanh(c_t), ``x`` (a reference to the input); WMC adds ``u_if``
     (T, B, 2H) and ``u_o`` (T, B, H), the squashed cell reads tanh(W_kc c) that tanh' needs.
     """
-    from .. import kernels
-
     xp = array_module(x)
     T, B, X = x.shape
     H = state["h"].shape[1]
     dtype = x.dtype
-    use_kernels = connection is None and kernels.active(x)
-    cpu_kernels = use_kernels and xp.__name__ == "numpy"  # they take the exp form (Numba)
-    act = _GateMath(xp, dtype, units=B * H, exp_form=True if cpu_kernels else None)
+    path = _kernel_path(x, connection)
+    act = _GateMath(xp, dtype, units=B * H, exp_form=True if path == "numba" else None)
     if act.exp_form and _doubling_overflows(params, xp, dtype):  # g rows x -2 would be inf
-        use_kernels = cpu_kernels = False
+        path = None
         act = _GateMath(xp, dtype, units=B * H, exp_form=False)
     scales = dict(sigmoid_scale=act.sig_scale, g_scale=act.g_scale)
     W_x = pack(params, "x", **scales)
@@ -500,21 +505,17 @@ def fused_forward(params, x, state, connection):
         if reads["squash"]:
             cache["u_if"] = workspace.empty(xp, (T, B, 2 * H), dtype)
             cache["u_o"] = workspace.empty(xp, (T, B, H), dtype)
-    if cpu_kernels:  # the gate block below as two compiled passes per step (Numba)
-        from .. import cpu_kernels as numba_kernels
-
+    if path == "numba":  # the gate block below as two compiled passes per step
         with act.quiet():
-            numba_kernels.forward_loop(gates, hs, cs, tanh_cs, W_hT, recurrent)
-        return hs[1:], {"h": hs[T].copy(), "c": cs[T].copy()}, cache
-    if use_kernels:
+            cpu_kernels.forward_loop(gates, hs, cs, tanh_cs, W_hT, recurrent)
+    elif path == "cupy":
         step = kernels.lstm_forward_step  # the gate block below as one CuPy kernel launch
         for t in range(T):
             xp.matmul(hs[t], W_hT, out=recurrent)
             step(gates[t], recurrent, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])
-        return hs[1:], {"h": hs[T].copy(), "c": cs[T].copy()}, cache
-
-    with act.quiet():
-        _forward_loop(gates, hs, cs, tanh_cs, W_hT, reads, cache, act, recurrent, i_times_g)
+    else:
+        with act.quiet():
+            _forward_loop(gates, hs, cs, tanh_cs, W_hT, reads, cache, act, recurrent, i_times_g)
     return hs[1:], {"h": hs[T].copy(), "c": cs[T].copy()}, cache
 
 
@@ -610,8 +611,6 @@ def fused_backward(params, dh, cache, dstate, connection):
     dh (T, B, H) is dL/dh_t from the loss at each step; dstate the gradient of the final state.
     The cache is read, never modified, so backward may run twice on one forward.
     """
-    from .. import kernels
-
     x, gates, hs, cs = (cache[k] for k in ("x", "gates", "hs", "cs"))
     xp = array_module(x)
     T, B, X = x.shape
@@ -625,13 +624,12 @@ def fused_backward(params, dh, cache, dstate, connection):
     dh_t = xp.empty((B, H), dtype=dtype)
     scratch = xp.empty((B, 2 * H), dtype=dtype)
 
-    if reads is None and kernels.active(x) and xp.__name__ == "numpy":
-        from .. import cpu_kernels as numba_kernels
-
+    path = _kernel_path(x, connection)
+    if path == "numba":
         dgates = workspace.empty(xp, gates.shape, dtype)
-        numba_kernels.backward_loop(gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc)
-    elif reads is None and kernels.active(x):
-        dgates = xp.empty_like(gates)
+        cpu_kernels.backward_loop(gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc)
+    elif path == "cupy":
+        dgates = workspace.empty(xp, gates.shape, dtype)
         dc_prev = xp.empty_like(dc)
         step = kernels.lstm_backward_step  # the gate block below as one CuPy kernel launch
         for t in range(T - 1, -1, -1):
