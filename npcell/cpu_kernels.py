@@ -1,28 +1,29 @@
-"""Fused CPU kernels for the LSTM gate block (Numba), beside the plain NumPy path.
+"""Fused CPU kernels for the gate blocks of lstm, peephole and wmc (Numba), beside the plain
+NumPy path.
 
-Why. On the CPU the plain fused path (npcell/cells/lstm.py) spends more time in its ~15 NumPy
-calls per step than in the one recurrent GEMM at H = 128: each call is one pass over (B, H) or
-(B, 4H) memory, the per-gate slices of the packed buffer are strided (a pass over one is ~4x
-slower than a contiguous one), and NumPy cannot fuse. The kernels below do the gate arithmetic
-of a step in one pass each, the way Chainer's ``lstm_fwd`` / ``lstm_bwd`` kernels do on a GPU.
+Why. On the CPU the plain fused path (npcell/cells/lstm.py) spends more time in its ~15-40
+NumPy calls per step than in the recurrent GEMM at H = 128: each call is one pass over (B, H)
+or (B, 4H) memory, the per-gate slices of the packed buffer are strided, NumPy cannot fuse,
+and its float64 ``exp`` is scalar code on CPUs without AVX-512. Here the elementwise work of a
+step between its GEMMs is one compiled pass, exponentials included (npcell/numba_kernels.py),
+the way Chainer's ``lstm_fwd`` / ``lstm_bwd`` kernels do it on a GPU::
 
-What stays in NumPy. The exponentials: NumPy's ``exp`` is vectorised, a scalar ``exp`` inside
-a compiled loop is not (measured: ~20 ns an element, 8x slower than ``numpy.exp`` in float32).
-So a forward step is
+    lstm      forward:  GEMM h W_h^T;  kernel (eq. 1-6)
+              backward: kernel (dL/da, dL/dc_{t-1});  GEMM dL/da W_h
+    peephole  forward:  GEMM;  read of c_{t-1};  kernel (i, f, g, c_t);  read of c_t;
+    and wmc             kernel (o, tanh c_t, h_t)
+              backward: kernel (da_o, dL/dc_t);  o's read back;  kernel (da_i, da_f, da_g);
+                        the reads of c_{t-1} back;  GEMM
 
-    recurrent GEMM;  a += h W^T;  numpy.exp over the whole (B, 4H) row block;
-    kernel: sigma, tanh from the exponentials, c_t (eq. 4), -2 c_t;
-    numpy.exp over (B, H);  kernel: tanh(c_t), h_t (eq. 6)
+where a read is a GEMM (full W_kc) or one product (diagonal w_kc), done by NumPy.
 
-with the exp form of the activations (the packed sigmoid rows pre-scaled by -1 and the g rows
-by -2, see the layout note in cells/lstm.py): sigma(a) = 1 / (1 + exp(-a)) and
-tanh(a) = 2 / (1 + exp(-2a)) - 1. The backward has no transcendental: one kernel per step turns
-dL/dh_t and dL/dc_t into dL/da of the four gates and dL/dc_{t-1}.
+The kernels take the pre-activations as they are (no row scales; those are the plain path's
+device) and compute sigma(a) = 1 / (1 + exp(-a)) and tanh(a) = 2 / (1 + exp(-2a)) - 1, which
+are exact identities and saturate correctly when exp overflows.
 
 Numba is optional (``pip install npcell[fast]``). Without it :func:`available` is False and the
 plain path runs; ``npcell.kernels.use_fused_kernels(False)`` forces the plain path with it.
-tests/test_kernels_cpu.py holds the two paths equal. Constants are passed in as arguments of
-the array's dtype so that float32 arithmetic stays float32 (a literal ``1.0`` would promote it).
+tests/test_kernels_cpu.py holds the two paths equal.
 """
 
 from __future__ import annotations
@@ -42,83 +43,26 @@ def available() -> bool:
 
 @functools.cache
 def _compiled():
-    from numba import njit
+    from . import numba_kernels  # compiles on first call of each kernel, then from its cache
 
-    jit = njit(cache=True, nogil=True, error_model="numpy")
-
-    @jit
-    def forward_cell(act, c_prev, c, minus_two_c, one, two):
-        """act (B, 4H) in: exp(-a) for o, i, f and exp(-2 a_g) for g; out: o, i, f, g.
-        c_prev (B, H) in; c (B, H) out, eq. (4); minus_two_c (B, H) out, -2 c_t for the exp."""
-        B, H = c.shape
-        for b in range(B):
-            for j in range(H):
-                gate_o = one / (one + act[b, j])  # sigma(a_o), eq. (5)
-                gate_i = one / (one + act[b, H + j])  # sigma(a_i), eq. (2)
-                gate_f = one / (one + act[b, 2 * H + j])  # sigma(a_f), eq. (3)
-                gate_g = two * (one / (one + act[b, 3 * H + j])) - one  # tanh(a_g), eq. (1)
-                act[b, j] = gate_o
-                act[b, H + j] = gate_i
-                act[b, 2 * H + j] = gate_f
-                act[b, 3 * H + j] = gate_g
-                c_t = gate_f * c_prev[b, j] + gate_i * gate_g  # eq. (4)
-                c[b, j] = c_t
-                minus_two_c[b, j] = -two * c_t
-
-    @jit
-    def forward_out(act, tanh_c, h, one, two):
-        """tanh_c (B, H) in: exp(-2 c_t); out: tanh(c_t). h (B, H) out: o_t tanh(c_t), eq. (6)."""
-        B, H = h.shape
-        for b in range(B):
-            for j in range(H):
-                tanh_c_t = two * (one / (one + tanh_c[b, j])) - one
-                tanh_c[b, j] = tanh_c_t
-                h[b, j] = act[b, j] * tanh_c_t  # eq. (6)
-
-    @jit
-    def backward_step(act, c_prev, tanh_c, dh_loss, dh_next, dc, dact, one):
-        """One step of BPTT through the gate block, as kernels.LSTM_BACKWARD.
-
-        act (B, 4H) the activations o, i, f, g of step t; c_prev, tanh_c (B, H); dh_loss (B, H)
-        dL/dh_t from the loss, dh_next (B, H) dL/dh_t carried from t+1. dc (B, H) in: dL/dc_t
-        carried from t+1; out: dL/dc_{t-1}. dact (B, 4H) out: dL/da of the four gates.
-        """
-        B, H = dc.shape
-        for b in range(B):
-            for j in range(H):
-                gate_o, gate_i = act[b, j], act[b, H + j]
-                gate_f, gate_g = act[b, 2 * H + j], act[b, 3 * H + j]
-                tanh_c_t = tanh_c[b, j]
-                dh = dh_loss[b, j] + dh_next[b, j]  # dL/dh_t: loss + carried
-                dc_t = dc[b, j] + dh * gate_o * (one - tanh_c_t * tanh_c_t)  # + through eq. (6)
-                dact[b, j] = dh * tanh_c_t * gate_o * (one - gate_o)  # dL/da_o: eq. (6), sigma'
-                dact[b, H + j] = dc_t * gate_g * gate_i * (one - gate_i)  # dL/da_i: eq. (4)
-                dact[b, 2 * H + j] = dc_t * c_prev[b, j] * gate_f * (one - gate_f)  # dL/da_f
-                dact[b, 3 * H + j] = dc_t * gate_i * (one - gate_g * gate_g)  # dL/da_g: tanh'
-                dc[b, j] = dc_t * gate_f  # dL/dc_{t-1}: the constant error carousel, eq. (4)
-
-    return forward_cell, forward_out, backward_step
+    return numba_kernels
 
 
-def forward_loop(gates, hs, cs, tanh_cs, W_hT, recurrent):
+def forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent):
     """The LSTM time loop with the kernels; fills gates, hs, cs, tanh_cs as the plain loop.
 
-    gates (T, B, 4H) in: x_t W_x^T + b with the exp-form row scales; out: the activations.
+    gates (T, B, 4H) in: x_t W_x^T, PACKED_ORDER, unscaled; out: the activations. The kernel
+    adds the bias (4H,) as it goes (a separate pass over all of ``gates`` costs ~5% here).
     hs, cs (T + 1, B, H) with the initial state at index 0; tanh_cs (T, B, H); W_hT (H, 4H)
-    the scaled packed recurrent weights; recurrent (B, 4H) scratch.
+    the packed recurrent weights, transposed; recurrent (B, 4H) scratch.
     """
     import numpy
 
-    forward_cell, forward_out, _ = _compiled()
+    kernel = _compiled().lstm_forward
     one, two = gates.dtype.type(1), gates.dtype.type(2)
     for t in range(gates.shape[0]):
-        a = gates[t]
         numpy.matmul(hs[t], W_hT, out=recurrent)  # the one recurrent GEMM of the LSTM
-        a += recurrent
-        numpy.exp(a, out=a)
-        forward_cell(a, cs[t], cs[t + 1], tanh_cs[t], one, two)  # eq. (1)-(5)
-        numpy.exp(tanh_cs[t], out=tanh_cs[t])
-        forward_out(a, tanh_cs[t], hs[t + 1], one, two)  # eq. (6)
+        kernel(gates[t], recurrent, bias, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1], one, two)
 
 
 def backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc):
@@ -126,8 +70,92 @@ def backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc):
     dh_next (B, H) holds dL/dh_0 and dc (B, H) dL/dc_0 (both enter holding dL/d(final state))."""
     import numpy
 
-    _, _, backward_step = _compiled()
+    kernel = _compiled().lstm_backward
     one = gates.dtype.type(1)
     for t in range(gates.shape[0] - 1, -1, -1):
-        backward_step(gates[t], cs[t], tanh_cs[t], dh[t], dh_next, dc, dgates[t], one)
+        kernel(gates[t], cs[t], tanh_cs[t], dh[t], dh_next, dc, dgates[t], one)
         numpy.matmul(dgates[t], W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
+
+
+def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads, read_cell, u_if,
+                           u_o):
+    """The peephole/WMC time loop with the kernels; fills what the plain loop fills.
+
+    As :func:`forward_loop`, plus the cell reads: ``reads`` is the dict of cells/lstm.py's
+    ``_cell_reads`` (weights unscaled). Full W_kc: ``read_cell(c, W, bias, diagonal, out)``
+    (a GEMM) writes W_kc c [+ b_kc] between the kernels; diagonal w_kc: the kernels read c
+    themselves. ``u_if`` (T, B, 2H) and ``u_o`` (T, B, H) receive WMC's squashed reads
+    tanh(W_kc c) (eq. 7-9); None for the peephole, whose reads enter as they are.
+    """
+    import numpy
+
+    kernels = _compiled()
+    dtype = gates.dtype
+    one, two = dtype.type(1), dtype.type(2)
+    T, B, H4 = gates.shape
+    squash, diagonal = reads["squash"], reads["diagonal"]
+    w_if, b_if, w_o, b_o = _diagonal_weights(reads, H4 // 4, dtype)
+    reads_if = numpy.empty((B, H4 // 2), dtype)
+    reads_o = numpy.empty((B, H4 // 4), dtype)
+    for t in range(T):
+        numpy.matmul(hs[t], W_hT, out=recurrent)  # the recurrent GEMM
+        if not diagonal:  # i, f read c_{t-1}: eq. (7)-(8) / (16)-(17)
+            read_cell(cs[t], reads["W_if"], reads["b_if"], False, reads_if)
+        kernels.connected_gates(gates[t], recurrent, bias, reads_if,
+                                u_if[t] if squash else reads_if, cs[t], cs[t + 1], w_if, b_if,
+                                squash, diagonal, one, two)
+        if not diagonal:  # o reads the new c_t: eq. (9) / (18)
+            read_cell(cs[t + 1], reads["W_o"], reads["b_o"], False, reads_o)
+        kernels.connected_output(gates[t], reads_o, u_o[t] if squash else reads_o, cs[t + 1],
+                                 tanh_cs[t], hs[t + 1], w_o, b_o, squash, diagonal, one, two)
+
+
+def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, reads, read_back,
+                            scratch, u_if, u_o, dz_if, dz_o):
+    """The peephole/WMC BPTT loop with the kernels: fills dgates (T, B, 4H) with dL/da and,
+    for WMC, dz_if (T, B, 2H) and dz_o (T, B, H) with dL/dz of the cell reads (eq. 15); the
+    peephole passes u_if = u_o = dz_if = dz_o = None: its dL/dz is dL/da itself.
+
+    Full W_kc: ``read_back(dz, W, diagonal, dc, scratch)`` (a GEMM) adds dL/dc through a read.
+    Returns (dw_if (2H,), dw_o (H,)), the gradients of diagonal w_kc summed over t and the
+    batch as the kernels go, or None for full W_kc (the caller does one GEMM over all T).
+    """
+    import numpy
+
+    kernels = _compiled()
+    dtype = gates.dtype
+    one = dtype.type(1)
+    H = cs.shape[2]
+    squash, diagonal = reads["squash"], reads["diagonal"]
+    w_if, _, w_o, _ = _diagonal_weights(reads, H, dtype)
+    # summed in float64 whatever the dtype: T*B terms each, added one at a time
+    dw_if, dw_o = numpy.zeros(w_if.shape), numpy.zeros(w_o.shape)
+    for t in range(gates.shape[0] - 1, -1, -1):
+        d = dgates[t]
+        dz_o_t = dz_o[t] if squash else d[:, :H]
+        dz_if_t = dz_if[t] if squash else d[:, H : 3 * H]
+        kernels.connected_output_backward(gates[t], tanh_cs[t], u_o[t] if squash else dz_o_t,
+                                          cs[t + 1], dh[t], dh_next, dc, d, dz_o_t, w_o, dw_o,
+                                          squash, diagonal, one)
+        if not diagonal:  # dL/dc_t += through the o gate's read of c_t (before di, df, dg)
+            read_back(dz_o_t, reads["W_o"], False, dc, scratch)
+        kernels.connected_cell_backward(gates[t], cs[t], u_if[t] if squash else dz_if_t, dc, d,
+                                        dz_if_t, w_if, dw_if, squash, diagonal, one)
+        if not diagonal:  # dL/dc_{t-1} += through the reads of c_{t-1} by i and f
+            read_back(dz_if_t, reads["W_if"], False, dc, scratch)
+        numpy.matmul(d, W_h, out=dh_next)  # dL/dh_{t-1}: the recurrent GEMM back
+    return (dw_if.astype(dtype), dw_o.astype(dtype)) if diagonal else None
+
+
+def _diagonal_weights(reads, H, dtype):
+    """(w_if (2H,), b_if (2H,), w_o (H,), b_o (H,)) of diagonal reads, zeros for absent biases;
+    empty arrays for full W_kc (the kernels do not touch them then)."""
+    import numpy
+
+    if not reads["diagonal"]:
+        empty = numpy.zeros(0, dtype)
+        return empty, empty, empty, empty
+    w_if, w_o = numpy.ascontiguousarray(reads["W_if"]).reshape(2 * H), reads["W_o"]
+    b_if = numpy.zeros(2 * H, dtype) if reads["b_if"] is None else reads["b_if"]
+    b_o = numpy.zeros(H, dtype) if reads["b_o"] is None else reads["b_o"]
+    return w_if, b_if, w_o, b_o

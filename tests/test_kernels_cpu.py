@@ -18,8 +18,19 @@ numba_only = pytest.mark.skipif(not cpu_kernels.available(),
                                 reason="needs Numba (pip install npcell[fast])")
 
 
-def _case(T, B, X, H, seed, dtype, scale):
-    cell = npcell.make_cell("lstm", X, H, seed=seed, dtype=dtype, forget_bias=1.0)
+# Every cell the kernels serve, with every combination of its connection options.
+KINDS = [("lstm", {}),
+         ("peephole", {}), ("peephole", {"diagonal": False}), ("peephole", {"cell_bias": True}),
+         ("wmc", {}), ("wmc", {"cell_bias": True}), ("wmc", {"diagonal": True}),
+         ("wmc", {"diagonal": True, "cell_bias": True})]
+
+
+def _case(T, B, X, H, seed, dtype, scale, kind="lstm", options=None):
+    cell = npcell.make_cell(kind, X, H, seed=seed, dtype=dtype, forget_bias=1.0,
+                            **(options or {}))
+    if kind != "lstm":  # cell weights large enough for the reads to matter (and saturate)
+        cell.params.update({name: (value * scale ** 0.5).astype(dtype)
+                            for name, value in cell.params.items() if name.endswith("c")})
     rng = np.random.default_rng(seed)
     x = (scale * rng.standard_normal((T, B, X))).astype(dtype)
     state = {"h": rng.standard_normal((B, H)).astype(dtype),
@@ -38,12 +49,12 @@ def _run(cell, x, state, dh, dstate, on):
 
 
 @numba_only
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(T=st.integers(1, 6), B=st.integers(1, 5), X=st.integers(1, 4), H=st.integers(1, 7),
        seed=st.integers(0, 2**16), dtype=st.sampled_from(["float64", "float32"]),
-       scale=st.sampled_from([0.1, 1.0, 60.0]))
-def test_cpu_kernels_equal_the_plain_path(T, B, X, H, seed, dtype, scale):
-    case = _case(T, B, X, H, seed, dtype, scale)
+       scale=st.sampled_from([0.1, 1.0, 60.0]), kind=st.sampled_from(KINDS))
+def test_cpu_kernels_equal_the_plain_path(T, B, X, H, seed, dtype, scale, kind):
+    case = _case(T, B, X, H, seed, dtype, scale, *kind)
     fast, plain = _run(*case, on=True), _run(*case, on=False)
     tol = 1e-12 if dtype == "float64" else 2e-5
     for a, b in [(fast[0], plain[0]), (fast[3], plain[3])]:
@@ -58,8 +69,9 @@ def test_cpu_kernels_equal_the_plain_path(T, B, X, H, seed, dtype, scale):
 
 
 @numba_only
-def test_cpu_kernels_pass_the_float64_gradcheck():
-    cell = npcell.make_cell("lstm", 3, 4, seed=3)
+@pytest.mark.parametrize("kind,options", KINDS)
+def test_cpu_kernels_pass_the_float64_gradcheck(kind, options):
+    cell = npcell.make_cell(kind, 3, 4, seed=3, **options)
     with kernels.use_fused_kernels(True):
         x = np.random.default_rng(1).standard_normal((5, 3, 3))
         report = npcell.gradcheck(cell, x, mode="full", fused=True)
@@ -68,25 +80,69 @@ def test_cpu_kernels_pass_the_float64_gradcheck():
 
 
 @numba_only
-def test_cpu_kernels_are_used_and_switch_off():
+@pytest.mark.parametrize("kind,loops", [("lstm", ("forward_loop", "backward_loop")),
+                                        ("peephole", ("connected_forward_loop",
+                                                      "connected_backward_loop")),
+                                        ("wmc", ("connected_forward_loop",
+                                                 "connected_backward_loop"))])
+def test_cpu_kernels_are_used_and_switch_off(kind, loops, monkeypatch):
     calls = []
-    original = cpu_kernels.forward_loop
 
-    def spy(*args):
-        calls.append(1)
-        return original(*args)
+    def spy(name):
+        original = getattr(cpu_kernels, name)
 
-    cell, x, state, dh, dstate = _case(4, 2, 3, 5, 0, "float64", 1.0)
-    cpu_kernels.forward_loop = spy
-    try:
-        npcell.forward(cell, x, state)
-        assert calls, "the auto default should take the Numba path when Numba is installed"
-        calls.clear()
-        with kernels.use_fused_kernels(False):
-            npcell.forward(cell, x, state)
-        assert not calls
-    finally:
-        cpu_kernels.forward_loop = original
+        def wrapped(*args):
+            calls.append(name)
+            return original(*args)
+
+        return wrapped
+
+    for name in loops:
+        monkeypatch.setattr(cpu_kernels, name, spy(name))
+    cell, x, state, dh, dstate = _case(4, 2, 3, 5, 0, "float64", 1.0, kind)
+    npcell.backward(cell, dh, npcell.forward(cell, x, state)[2], dstate)
+    assert set(calls) == set(loops), "the auto default takes the Numba path when installed"
+    calls.clear()
+    with kernels.use_fused_kernels(False):
+        npcell.backward(cell, dh, npcell.forward(cell, x, state)[2], dstate)
+    assert not calls
+
+
+@numba_only
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_exp_is_within_an_ulp_of_numpy(dtype):
+    from npcell.numba_kernels import exp_array
+
+    finfo = np.finfo(dtype)
+    top = 708.0 if dtype == "float64" else 87.0  # the normal range the kernels promise
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-30, 30, 20000), rng.uniform(-top, top, 20000),
+                        np.linspace(-1, 1, 2001), [0.0, -0.0, top, -top]]).astype(dtype)
+    got = x.copy()
+    exp_array(got)
+    exact = np.exp(x.astype(np.longdouble))
+    rel = np.abs(got - exact) / exact
+    assert rel.max() <= 1.5 * finfo.eps, f"max error {rel.max() / finfo.eps:.2f} ulp"
+    # beyond that range it saturates as 1 / (1 + exp) needs; NaN passes through
+    ends = np.array([top + 2, np.inf, -top - 2, -np.inf, np.nan], dtype)
+    exp_array(ends)
+    assert ends[0] == np.inf and ends[1] == np.inf and ends[2] == 0 and ends[3] == 0
+    assert np.isnan(ends[4])
+
+
+@numba_only
+def test_cpu_kernels_sum_the_diagonal_gradients_in_float64():
+    """The kernels add up dL/dw_kc over T*B terms: in float32 that sum is kept in float64,
+    so it matches a float64 run to float32 precision even over many steps."""
+    cell64 = npcell.make_cell("peephole", 2, 8, seed=0)
+    cell32 = npcell.make_cell("peephole", 2, 8, seed=0, dtype="float32")
+    x = np.random.default_rng(0).standard_normal((300, 16, 2))
+    dh = np.ones((300, 16, 8))
+    g64 = npcell.backward(cell64, dh, npcell.forward(cell64, x)[2])[0]
+    g32 = npcell.backward(cell32, dh.astype("float32"),
+                          npcell.forward(cell32, x.astype("float32"))[2])[0]
+    for name in ("W_ic", "W_fc", "W_oc"):
+        np.testing.assert_allclose(g32[name], g64[name], rtol=2e-4, atol=1e-4, err_msg=name)
 
 
 def test_workspace_never_hands_out_a_buffer_in_use():

@@ -395,20 +395,21 @@ class _GateMath:
 
 
 def _kernel_path(x, connection):
-    """Which fused gate kernels run on ``x``: 'numba' (NumPy), 'cupy', or None (plain path).
-    Only the plain LSTM has them; ``npcell.kernels.active`` holds the switch."""
-    if connection is not None or not kernels.active(x):
+    """Which fused gate kernels run on ``x``: 'numba' (NumPy: lstm, peephole, wmc), 'cupy'
+    (the plain LSTM only), or None (plain path). ``npcell.kernels.active`` holds the switch."""
+    if not kernels.active(x):
         return None
-    return "numba" if array_module(x).__name__ == "numpy" else "cupy"
+    if array_module(x).__name__ == "numpy":
+        return "numba"
+    return "cupy" if connection is None else None
 
 
 def _doubling_overflows(params, xp, dtype):
-    """True when a gate weight or bias is so large (> max/2, e.g. 1e308) that the exp form's
-    row scale of -2 would overflow it to inf; the forward then takes the tanh form (scales 1/2
-    and 1), which computes the same function without that overflow."""
+    """True when a weight or bias is so large (> max/2, e.g. 1e308) that the exp form's scale
+    of -2 (g rows, WMC reads) would overflow it to inf; the forward then takes the tanh form
+    (scales 1/2 and 1), which computes the same function without that overflow."""
     limit = float(xp.finfo(dtype).max) / 2
-    return any(float(xp.abs(params[f"{prefix}_{k}{suffix}"]).max()) > limit
-               for k in GATES for prefix, suffix in (("W", "x"), ("W", "h"), ("b", "")))
+    return any(float(xp.abs(value).max()) > limit for value in params.values())
 
 
 def pack(params, part, gates=PACKED_ORDER, sigmoid_scale=1.0, g_scale=1.0):
@@ -478,11 +479,14 @@ def fused_forward(params, x, state, connection):
     H = state["h"].shape[1]
     dtype = x.dtype
     path = _kernel_path(x, connection)
-    act = _GateMath(xp, dtype, units=B * H, exp_form=True if path == "numba" else None)
-    if act.exp_form and _doubling_overflows(params, xp, dtype):  # g rows x -2 would be inf
-        path = None
-        act = _GateMath(xp, dtype, units=B * H, exp_form=False)
-    scales = dict(sigmoid_scale=act.sig_scale, g_scale=act.g_scale)
+    if path == "numba":  # the CPU kernels take the pre-activations as they are
+        sig_scale, g_scale = 1.0, 1.0
+    else:
+        act = _GateMath(xp, dtype, units=B * H)
+        if act.exp_form and _doubling_overflows(params, xp, dtype):  # g rows x -2 would be inf
+            act = _GateMath(xp, dtype, units=B * H, exp_form=False)
+        sig_scale, g_scale = act.sig_scale, act.g_scale
+    scales = dict(sigmoid_scale=sig_scale, g_scale=g_scale)
     W_x = pack(params, "x", **scales)
     # W_h^T made contiguous once per call: BLAS multiplies h (B, H) by it up to ~15% faster
     # than by the transposed view (measured at B=32, H=512 and B=1, H=32; equal at H=128).
@@ -492,22 +496,25 @@ def fused_forward(params, x, state, connection):
     # The big buffers come from the workspace: reused across calls once nothing holds them.
     gates = workspace.empty(xp, (T, B, 4 * H), dtype)
     xp.matmul(x.reshape(T * B, X), W_x.T, out=gates.reshape(T * B, 4 * H))
-    gates += b
+    if path != "numba":  # the CPU kernels add b as they go
+        gates += b
     hs = workspace.empty(xp, (T + 1, B, H), dtype)
     cs = workspace.empty(xp, (T + 1, B, H), dtype)
     tanh_cs = workspace.empty(xp, (T, B, H), dtype)
     hs[0], cs[0] = state["h"], state["c"]
     recurrent = xp.empty((B, 4 * H), dtype=dtype)  # per-step temporaries, allocated once
     i_times_g = xp.empty((B, H), dtype=dtype)
-    reads = _cell_reads(params, connection, xp, sig_scale=act.sig_scale)
+    reads = _cell_reads(params, connection, xp, sig_scale=sig_scale)
     cache = dict(x=x, gates=gates, hs=hs, cs=cs, tanh_cs=tanh_cs)
     if reads is not None:
         if reads["squash"]:
             cache["u_if"] = workspace.empty(xp, (T, B, 2 * H), dtype)
             cache["u_o"] = workspace.empty(xp, (T, B, H), dtype)
-    if path == "numba":  # the gate block below as two compiled passes per step
-        with act.quiet():
-            cpu_kernels.forward_loop(gates, hs, cs, tanh_cs, W_hT, recurrent)
+    if path == "numba" and reads is None:  # the gate block below as one compiled pass
+        cpu_kernels.forward_loop(gates, hs, cs, tanh_cs, W_hT, b, recurrent)
+    elif path == "numba":  # two passes, around the o gate's read of c_t
+        cpu_kernels.connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, b, recurrent, reads,
+                                           _read_cell, cache.get("u_if"), cache.get("u_o"))
     elif path == "cupy":
         step = kernels.lstm_forward_step  # the gate block below as one CuPy kernel launch
         for t in range(T):
@@ -625,9 +632,24 @@ def fused_backward(params, dh, cache, dstate, connection):
     scratch = xp.empty((B, 2 * H), dtype=dtype)
 
     path = _kernel_path(x, connection)
-    if path == "numba":
+    diagonal_grads = None  # (dw_if, dw_o) when the kernels summed them on the way
+    if reads is not None:
+        squash, diagonal = reads["squash"], reads["diagonal"]
+        W_if, W_o = reads["W_if"], reads["W_o"]
+    if path == "numba" and reads is None:
         dgates = workspace.empty(xp, gates.shape, dtype)
         cpu_kernels.backward_loop(gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc)
+    elif path == "numba":
+        dgates = workspace.empty(xp, gates.shape, dtype)
+        dz_if = dz_o = None  # the peephole's dL/dz is its dL/da, read from dgates below
+        if squash:
+            dz_if = workspace.empty(xp, (T, B, 2 * H), dtype)
+            dz_o = workspace.empty(xp, (T, B, H), dtype)
+        diagonal_grads = cpu_kernels.connected_backward_loop(
+            gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc, reads, _read_back,
+            scratch, cache.get("u_if"), cache.get("u_o"), dz_if, dz_o)
+        if not squash:
+            dz_if, dz_o = dgates[:, :, H : 3 * H], dgates[:, :, :H]
     elif path == "cupy":
         dgates = workspace.empty(xp, gates.shape, dtype)
         dc_prev = xp.empty_like(dc)
@@ -641,8 +663,6 @@ def fused_backward(params, dh, cache, dstate, connection):
         D4 = dgates.reshape(T, B, 4, H)
         A4 = gates.reshape(T, B, 4, H)
         if reads is not None:
-            squash, diagonal = reads["squash"], reads["diagonal"]
-            W_if, W_o = reads["W_if"], reads["W_o"]
             if squash:
                 dz_if = workspace.empty(xp, (T, B, 2 * H), dtype)
                 dz_o = workspace.empty(xp, (T, B, H), dtype)
@@ -688,7 +708,10 @@ def fused_backward(params, dh, cache, dstate, connection):
         c_now = cs[1:].reshape(T * B, H)
         dzf = dz_if.reshape(T * B, 2 * H)
         dzo = dz_o.reshape(T * B, H)
-        if diagonal:
+        if diagonal_grads is not None:  # eq. (21) / (14) diagonal, summed by the kernels
+            dw_if, grads["W_oc"] = diagonal_grads
+            grads["W_ic"], grads["W_fc"] = dw_if[:H], dw_if[H:]
+        elif diagonal:
             grads["W_ic"] = xp.einsum("nh,nh->h", dzf[:, :H], c_prev)  # sum over t and b
             grads["W_fc"] = xp.einsum("nh,nh->h", dzf[:, H:], c_prev)
             grads["W_oc"] = xp.einsum("nh,nh->h", dzo, c_now)  # pairs with c_t
