@@ -18,9 +18,9 @@ The same switch governs the CPU kernels of npcell/cpu_kernels.py (Numba, optiona
 
 Default ("auto", ``None``): the CPU kernels run on NumPy arrays when Numba is installed (they are
 tested against the plain path here); the CuPy kernels stay off until a GPU run has validated
-them (see docs/performance.md), so on CuPy only ``True`` turns them on. Kernels are used only
-for the plain ``lstm`` (peephole/WMC add cell reads inside the gate block and keep the plain
-path).
+them (see docs/performance.md), so on CuPy only ``True`` turns them on. The CPU kernels serve
+lstm, peephole and wmc; the CuPy kernels the plain ``lstm`` only (peephole/WMC keep the plain
+CuPy path).
 Importing this module never imports CuPy; the kernel objects are built on first use and
 memoised (building one needs no GPU, NVRTC compiles it on its first call).
 

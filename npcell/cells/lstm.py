@@ -342,9 +342,11 @@ h_t = o_t * tanh(c_t)                                                       (6)
 # in cache when the loop reads it: over all T at once it was ~35% slower, memory-bound), so the
 # loop body is the recurrent GEMM plus ~6 in-place multiplies. The step loops allocate nothing;
 # the backward allocates one small block of local derivatives every CHUNK steps.
-# On CuPy, `npcell.kernels.use_fused_kernels(True)` replaces the LSTM gate block of each step by
-# one ElementwiseKernel launch (forward) and one (backward); the plain path below stays the
-# reference and a gpu test compares the two.
+# With Numba installed (default on), compiled CPU kernels replace the gate block of lstm,
+# peephole and wmc (npcell/cpu_kernels.py; they take the pre-activations unscaled). On CuPy,
+# `npcell.kernels.use_fused_kernels(True)` replaces the LSTM gate block of each step by one
+# ElementwiseKernel launch (forward) and one (backward). The plain path below stays the
+# reference, and tests compare each fast path with it.
 _O, _I, _F, _G = 0, 1, 2, 3  # block index of each gate in PACKED_ORDER
 CHUNK = 8  # time steps whose local derivatives the backward computes at once (cache-sized)
 
@@ -406,7 +408,7 @@ def _kernel_path(x, connection):
 
 def _doubling_overflows(params, xp, dtype):
     """True when a weight or bias is so large (> max/2, e.g. 1e308) that the exp form's scale
-    of -2 (g rows, WMC reads) would overflow it to inf; the forward then takes the tanh form
+    of -2 (the g rows) would overflow it to inf; the forward then takes the tanh form
     (scales 1/2 and 1), which computes the same function without that overflow."""
     limit = float(xp.finfo(dtype).max) / 2
     return any(float(xp.abs(value).max()) > limit for value in params.values())
