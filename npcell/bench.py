@@ -54,6 +54,7 @@ QUICK_SHAPES = {
 }
 MAIN_SHAPES = ("adding", "charlm", "smnist")
 KINDS = ("lstm", "gru", "peephole", "wmc", "ulstm")
+KERNEL_KINDS = {"cpu": ("lstm", "peephole", "wmc"), "gpu": ("lstm",)}  # with fused gate kernels
 TORCH_MODULE_KINDS = {"lstm": "LSTM", "gru": "GRU"}
 CELL_OPTIONS = {"gru": {"reset_after": True}}  # the form nn.GRU computes
 
@@ -427,8 +428,12 @@ def bench_case(kind, shape_name, B, T, X, H, dtype, device: Device, *, repeats, 
 
 
 def run_benchmarks(*, device="cpu", quick=False, kinds=KINDS, shapes=None, dtypes=None,
-                   repeats=None, warmup=None, threads=1, with_torch=True, progress=print):
-    """Run every requested case; return the JSON-ready dict (``meta`` + ``results``)."""
+                   repeats=None, warmup=None, threads=1, with_torch=True,
+                   paths=("plain", "kernels"), progress=print):
+    """Run every requested case; return the JSON-ready dict (``meta`` + ``results``).
+
+    ``paths``: time the plain path, the fused gate kernels (where the device has them for
+    the kind: KERNEL_KINDS), or both side by side (default)."""
     dev = Device(device)
     table = QUICK_SHAPES if quick else SHAPES
     shapes = list(shapes or table)
@@ -443,7 +448,9 @@ def run_benchmarks(*, device="cpu", quick=False, kinds=KINDS, shapes=None, dtype
     from . import cpu_kernels
 
     # The plain path always; beside it the fused gate kernels (CuPy, or Numba on the CPU).
-    variants = [False, True] if device == "gpu" or cpu_kernels.available() else [False]
+    variants = [False] if "plain" in paths else []
+    if "kernels" in paths and (device == "gpu" or cpu_kernels.available()):
+        variants.append(True)
     for shape_name in shapes:
         B, T, X, H = table[shape_name]
         for kind in kinds:
@@ -451,7 +458,7 @@ def run_benchmarks(*, device="cpu", quick=False, kinds=KINDS, shapes=None, dtype
                 continue  # the latency case is about the per-step overhead of the LSTM loop
             for dtype in dtypes:
                 for fused_kernels in variants:
-                    if fused_kernels and kind != "lstm":
+                    if fused_kernels and kind not in KERNEL_KINDS[device]:
                         continue
                     rec = bench_case(kind, shape_name, B, T, X, H, dtype, dev, repeats=repeats,
                                      warmup=warmup, with_torch=with_torch,
@@ -597,6 +604,9 @@ def add_cli_arguments(parser):
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs first")
     parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads")
     parser.add_argument("--no-torch", action="store_true", help="time npcell alone")
+    parser.add_argument("--paths", nargs="+", choices=("plain", "kernels"),
+                        default=["plain", "kernels"],
+                        help="the plain path, the fused gate kernels, or both (default)")
     parser.add_argument("--scaling", action="store_true",
                         help="also time the lstm along T, H, B and plot it (--figures)")
     parser.add_argument("--figures", default="figures", help="where the scaling plot goes")
@@ -615,7 +625,7 @@ def cli_main(args) -> int:
               "(pip install npcell[crosscheck] for the ratios)", file=sys.stderr)
     data = run_benchmarks(device=args.device, quick=args.quick, kinds=args.kinds,
                           shapes=args.shapes, dtypes=args.dtypes, repeats=args.repeats,
-                          warmup=args.warmup, threads=args.threads,
+                          warmup=args.warmup, threads=args.threads, paths=args.paths,
                           with_torch=not args.no_torch and _torch() is not None)
     name = f"bench_{args.device}" + ("_quick" if args.quick else "")
     json_path, md_path = write_results(data, args.out, name)

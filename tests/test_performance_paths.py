@@ -294,8 +294,9 @@ def test_bench_quick_writes_valid_json_and_table(tmp_path):
         assert r["parity_max_abs_diff"] < 1e-10, r
         assert 1.0 <= r["cache_ratio"] < 1.2
     table = (tmp_path / "bench_cpu_quick.md").read_text()
-    rows = 2 * (1 + cpu_kernels.available())  # plain, and the Numba kernels beside it
-    assert table.count("\n| lstm") == rows and "torch.nn.LSTM" in table
+    variants = 1 + cpu_kernels.available()  # plain, and the Numba kernels beside it
+    assert table.count("\n| lstm") == 2 * variants and "torch.nn.LSTM" in table
+    assert table.count("\n| wmc") == variants
     assert "torch autograd loop" in table
 
 
@@ -304,3 +305,17 @@ def test_bench_rejects_unknown_kind(tmp_path, capsys):
 
     assert main(["bench", "--quick", "--out", str(tmp_path), "--kinds", "nope"]) == 2
     assert "unknown cell kind" in capsys.readouterr().err
+
+
+def test_bench_paths_select_plain_or_kernels():
+    from npcell import bench
+
+    def run(paths):
+        data = bench.run_benchmarks(quick=True, kinds=["peephole", "gru"], shapes=["adding"],
+                                    dtypes=["float64"], with_torch=False, paths=paths,
+                                    progress=lambda line: None)
+        return [(r["kind"], r["fused_kernels"]) for r in data["results"]]
+
+    assert run(("plain",)) == [("peephole", False), ("gru", False)]
+    # gru has no kernels; the peephole has CPU kernels when Numba is installed
+    assert run(("kernels",)) == ([("peephole", True)] if cpu_kernels.available() else [])
