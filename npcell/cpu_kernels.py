@@ -15,7 +15,8 @@ the way Chainer's ``lstm_fwd`` / ``lstm_bwd`` kernels do it on a GPU::
               backward: kernel (da_o, dL/dc_t);  o's read back;  kernel (da_i, da_f, da_g);
                         the reads of c_{t-1} back;  GEMM
 
-where a read is a GEMM (full W_kc) or one product (diagonal w_kc), done by NumPy.
+where a read is a NumPy GEMM for full W_kc; diagonal w_kc are read (and their gradients
+summed) inside the kernels.
 
 The kernels take the pre-activations as they are (no row scales; those are the plain path's
 device) and compute sigma(a) = 1 / (1 + exp(-a)) and tanh(a) = 2 / (1 + exp(-2a)) - 1, which
@@ -29,6 +30,8 @@ tests/test_kernels_cpu.py holds the two paths equal.
 from __future__ import annotations
 
 import functools
+
+import numpy
 
 
 @functools.cache
@@ -56,8 +59,6 @@ def forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent):
     hs, cs (T + 1, B, H) with the initial state at index 0; tanh_cs (T, B, H); W_hT (H, 4H)
     the packed recurrent weights, transposed; recurrent (B, 4H) scratch.
     """
-    import numpy
-
     kernel = _compiled().lstm_forward
     one, two = gates.dtype.type(1), gates.dtype.type(2)
     for t in range(gates.shape[0]):
@@ -68,8 +69,6 @@ def forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent):
 def backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc):
     """The LSTM BPTT loop with the kernel: fills dgates (T, B, 4H) with dL/da; on return
     dh_next (B, H) holds dL/dh_0 and dc (B, H) dL/dc_0 (both enter holding dL/d(final state))."""
-    import numpy
-
     kernel = _compiled().lstm_backward
     one = gates.dtype.type(1)
     for t in range(gates.shape[0] - 1, -1, -1):
@@ -87,8 +86,6 @@ def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads,
     themselves. ``u_if`` (T, B, 2H) and ``u_o`` (T, B, H) receive WMC's squashed reads
     tanh(W_kc c) (eq. 7-9); None for the peephole, whose reads enter as they are.
     """
-    import numpy
-
     kernels = _compiled()
     dtype = gates.dtype
     one, two = dtype.type(1), dtype.type(2)
@@ -120,8 +117,6 @@ def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, re
     Returns (dw_if (2H,), dw_o (H,)), the gradients of diagonal w_kc summed over t and the
     batch as the kernels go, or None for full W_kc (the caller does one GEMM over all T).
     """
-    import numpy
-
     kernels = _compiled()
     dtype = gates.dtype
     one = dtype.type(1)
@@ -150,8 +145,6 @@ def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, re
 def _diagonal_weights(reads, H, dtype):
     """(w_if (2H,), b_if (2H,), w_o (H,), b_o (H,)) of diagonal reads, zeros for absent biases;
     empty arrays for full W_kc (the kernels do not touch them then)."""
-    import numpy
-
     if not reads["diagonal"]:
         empty = numpy.zeros(0, dtype)
         return empty, empty, empty, empty

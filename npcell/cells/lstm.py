@@ -407,11 +407,12 @@ def _kernel_path(x, connection):
 
 
 def _doubling_overflows(params, xp, dtype):
-    """True when a weight or bias is so large (> max/2, e.g. 1e308) that the exp form's scale
-    of -2 (the g rows) would overflow it to inf; the forward then takes the tanh form
-    (scales 1/2 and 1), which computes the same function without that overflow."""
+    """True when a gate weight or bias is so large (> max/2, e.g. 1e308) that the exp form's
+    row scale of -2 would overflow it to inf; the forward then takes the tanh form (scales 1/2
+    and 1), which computes the same function without that overflow."""
     limit = float(xp.finfo(dtype).max) / 2
-    return any(float(xp.abs(value).max()) > limit for value in params.values())
+    return any(float(xp.abs(params[f"{prefix}_{k}{suffix}"]).max()) > limit
+               for k in GATES for prefix, suffix in (("W", "x"), ("W", "h"), ("b", "")))
 
 
 def pack(params, part, gates=PACKED_ORDER, sigmoid_scale=1.0, g_scale=1.0):
