@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy
 
-from . import backend
+from . import backend, cpu_kernels
 from .cells import CELLS, make_cell
 
 # name -> (B, T, X, H)
@@ -309,8 +309,11 @@ TORCH_LOOPS = {
 # ============================================================================================
 # GEMM floor and cache size
 # ============================================================================================
-def gemm_floor_runner(kind, B, T, X, H, dtype, xp):
-    """The GEMMs npcell's fused lstm/peephole/wmc path issues, alone (None for other kinds)."""
+def gemm_floor_runner(kind, B, T, X, H, dtype, xp, *, input_gemms=True):
+    """The GEMMs npcell's fused lstm/peephole/wmc path issues, alone (None for other kinds).
+
+    ``input_gemms=False``: without the three over the input (x W_x^T, dW_x, dx), which the
+    CPU kernels' loops do step by step for small X (cpu_kernels.SmallInput)."""
     if kind not in ("lstm", "peephole", "wmc"):
         return None
     rng = numpy.random.default_rng(0)
@@ -328,7 +331,8 @@ def gemm_floor_runner(kind, B, T, X, H, dtype, xp):
         dz_flat2, dz_flat1 = arr(T * B, 2 * H), arr(T * B, H)
 
     def run():
-        x @ W_x.T  # input projection of all T steps
+        if input_gemms:
+            x @ W_x.T  # input projection of all T steps
         for _ in range(T):
             xp.matmul(h, W_hT, out=out4)  # recurrent GEMM, forward
             if full_reads:
@@ -339,9 +343,10 @@ def gemm_floor_runner(kind, B, T, X, H, dtype, xp):
             if full_reads:
                 xp.matmul(dz2, W_if, out=out1)
                 xp.matmul(out1, W_o, out=h)
-        flat.T @ x  # dW_x
         flat.T @ hs  # dW_h
-        flat @ W_x  # dx
+        if input_gemms:
+            flat.T @ x  # dW_x
+            flat @ W_x  # dx
         if full_reads:
             dz_flat2.T @ hs
             dz_flat1.T @ hs
@@ -393,7 +398,9 @@ def bench_case(kind, shape_name, B, T, X, H, dtype, device: Device, *, repeats, 
             loop_run, loop_h = torch_baseline(cell, x_host, dh_host, device, eager_loop=True)
             runners["torch_loop"] = loop_run
             record["loop_parity_max_abs_diff"] = float(numpy.abs(h_np - loop_h()).max())
-    floor = gemm_floor_runner(kind, B, T, X, H, dtype, xp)
+    small_input = (fused_kernels and device.name == "cpu" and cpu_kernels.available()
+                   and cpu_kernels.loops_take_input(B, X, H))  # no input GEMMs then
+    floor = gemm_floor_runner(kind, B, T, X, H, dtype, xp, input_gemms=not small_input)
     if floor is not None:
         runners["gemm_floor"] = floor
     with kernels.use_fused_kernels(fused_kernels):
@@ -445,8 +452,6 @@ def run_benchmarks(*, device="cpu", quick=False, kinds=KINDS, shapes=None, dtype
                 quick=quick, repeats=repeats, warmup=warmup, timer="median of time.perf_counter",
                 started=time.strftime("%Y-%m-%d %H:%M:%S"))
     results = []
-    from . import cpu_kernels
-
     # The plain path always; beside it the fused gate kernels (CuPy, or Numba on the CPU).
     variants = [False] if "plain" in paths else []
     if "kernels" in paths and (device == "gpu" or cpu_kernels.available()):

@@ -51,33 +51,93 @@ def _compiled():
     return numba_kernels
 
 
-def forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent):
+#: Up to this many input features X the loops below take the input term x_t W_x^T (and its
+#: gradients) step by step, see :class:`SmallInput`; above it the hoisted GEMMs over all T*B
+#: rows win.
+SMALL_INPUT = 8
+#: ... and only from this many units B*H a step: the two extra calls a step cost ~3 us, more
+#: than they save on small steps. Measured (LSTM, X = 2, float32, forward + backward):
+#: B = 1, H = 32 loses 35%; B = 4, H = 256 breaks even; B = 16, H = 128 gains 13%; at
+#: B = H = 128 and X = 8 it still gains 8-10%.
+SMALL_INPUT_MIN_UNITS = 2048
+
+
+def loops_take_input(B, X, H):
+    """True when the kernels' loops should compute the input term step by step (SmallInput)
+    for batch B, X input features and H units; False: the hoisted GEMMs over all T*B rows."""
+    return X <= SMALL_INPUT and B * H >= SMALL_INPUT_MIN_UNITS
+
+
+class SmallInput:
+    """The input term x_t W_x^T of eq. (1)-(3), (5), and its gradients dx, dW_x, db, computed
+    inside the time loops, for small X (see :func:`loops_take_input`).
+
+    Why: with X = 1 or 2 the hoisted GEMMs over all T*B rows (fused_forward/backward) have
+    nothing to multiply and run at memory speed over the (T, B, 4H) buffer: on sMNIST (X = 1,
+    T = 784, 205 MB in float32) the projection, dW_x, db and dx took 190 ms, 20% of a forward
+    and backward. Step by step the row of dL/da is still in cache: ~35 us a step (27 ms).
+
+    x (T, B, X) the input; W_x (4H, X) the packed input weights (PACKED_ORDER, unscaled).
+    """
+
+    def __init__(self, x, W_x):
+        self.x, self.W_xT = x, numpy.ascontiguousarray(W_x.T)
+        self.dx = self.dW_xT = self.db = None
+
+    def project(self, t, act):
+        """act (B, 4H) <- x_t W_x^T: the gate buffer's input term for step t."""
+        _compiled().input_projection(self.x[t], self.W_xT, act)
+
+    def start_backward(self):
+        """Allocate dx (T, B, X) and zero the float64 sums of dW_x and db."""
+        self.dx = numpy.empty_like(self.x)
+        self.dW_xT = numpy.zeros(self.W_xT.shape)
+        self.db = numpy.zeros(self.W_xT.shape[1])
+
+    def backward(self, t, dact):
+        """From dL/da (B, 4H) of step t: dx[t], and adds to the sums of dW_x and db."""
+        _compiled().input_backward(dact, self.x[t], self.W_xT, self.dx[t], self.dW_xT,
+                                   self.db, self.x.dtype.type(0))
+
+    def grads(self):
+        """(dW_x (4H, X), db (4H,)) in the input's dtype, once the backward loop is done."""
+        dtype = self.x.dtype
+        return self.dW_xT.T.astype(dtype), self.db.astype(dtype)
+
+
+def forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, inputs=None):
     """The LSTM time loop with the kernels; fills gates, hs, cs, tanh_cs as the plain loop.
 
-    gates (T, B, 4H) in: x_t W_x^T, PACKED_ORDER, unscaled; out: the activations. The kernel
-    adds the bias (4H,) as it goes (a separate pass over all of ``gates`` costs ~5% here).
+    gates (T, B, 4H) in: x_t W_x^T, PACKED_ORDER, unscaled (or nothing, when ``inputs``, a
+    :class:`SmallInput`, writes it step by step); out: the activations. The kernel adds the
+    bias (4H,) as it goes (a separate pass over all of ``gates`` costs ~5% here).
     hs, cs (T + 1, B, H) with the initial state at index 0; tanh_cs (T, B, H); W_hT (H, 4H)
     the packed recurrent weights, transposed; recurrent (B, 4H) scratch.
     """
     kernel = _compiled().lstm_forward
     one, two = gates.dtype.type(1), gates.dtype.type(2)
     for t in range(gates.shape[0]):
+        if inputs is not None:
+            inputs.project(t, gates[t])
         numpy.matmul(hs[t], W_hT, out=recurrent)  # the one recurrent GEMM of the LSTM
         kernel(gates[t], recurrent, bias, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1], one, two)
 
 
-def backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc):
+def backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, inputs=None):
     """The LSTM BPTT loop with the kernel: fills dgates (T, B, 4H) with dL/da; on return
-    dh_next (B, H) holds dL/dh_0 and dc (B, H) dL/dc_0 (both enter holding dL/d(final state))."""
+    dh_next (B, H) holds dL/dh_0 and dc (B, H) dL/dc_0 (both enter holding dL/d(final state)).
+    ``inputs`` (a :class:`SmallInput`, after ``start_backward``) takes each step's dL/da."""
     kernel = _compiled().lstm_backward
     one = gates.dtype.type(1)
     for t in range(gates.shape[0] - 1, -1, -1):
         kernel(gates[t], cs[t], tanh_cs[t], dh[t], dh_next, dc, dgates[t], one)
+        if inputs is not None:
+            inputs.backward(t, dgates[t])
         numpy.matmul(dgates[t], W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
 
 
 def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads, read_cell, u_if,
-                           u_o):
+                           u_o, inputs=None):
     """The peephole/WMC time loop with the kernels; fills what the plain loop fills.
 
     As :func:`forward_loop`, plus the cell reads: ``reads`` is the dict of cells/lstm.py's
@@ -85,6 +145,7 @@ def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads,
     (a GEMM) writes W_kc c [+ b_kc] between the kernels; diagonal w_kc: the kernels read c
     themselves. ``u_if`` (T, B, 2H) and ``u_o`` (T, B, H) receive WMC's squashed reads
     tanh(W_kc c) (eq. 7-9); None for the peephole, whose reads enter as they are.
+    ``inputs``: as in :func:`forward_loop`.
     """
     kernels = _compiled()
     dtype = gates.dtype
@@ -95,6 +156,8 @@ def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads,
     reads_if = numpy.empty((B, H4 // 2), dtype)
     reads_o = numpy.empty((B, H4 // 4), dtype)
     for t in range(T):
+        if inputs is not None:
+            inputs.project(t, gates[t])
         numpy.matmul(hs[t], W_hT, out=recurrent)  # the recurrent GEMM
         if not diagonal:  # i, f read c_{t-1}: eq. (7)-(8) / (16)-(17)
             read_cell(cs[t], reads["W_if"], reads["b_if"], False, reads_if)
@@ -108,7 +171,7 @@ def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads,
 
 
 def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, reads, read_back,
-                            scratch, u_if, u_o, dz_if, dz_o):
+                            scratch, u_if, u_o, dz_if, dz_o, inputs=None):
     """The peephole/WMC BPTT loop with the kernels: fills dgates (T, B, 4H) with dL/da and,
     for WMC, dz_if (T, B, 2H) and dz_o (T, B, H) with dL/dz of the cell reads (eq. 15); the
     peephole passes u_if = u_o = dz_if = dz_o = None: its dL/dz is dL/da itself.
@@ -116,6 +179,7 @@ def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, re
     Full W_kc: ``read_back(dz, W, diagonal, dc, scratch)`` (a GEMM) adds dL/dc through a read.
     Returns (dw_if (2H,), dw_o (H,)), the gradients of diagonal w_kc summed over t and the
     batch as the kernels go, or None for full W_kc (the caller does one GEMM over all T).
+    ``inputs``: as in :func:`backward_loop`.
     """
     kernels = _compiled()
     dtype = gates.dtype
@@ -127,17 +191,22 @@ def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, re
     dw_if, dw_o = numpy.zeros(w_if.shape), numpy.zeros(w_o.shape)
     for t in range(gates.shape[0] - 1, -1, -1):
         d = dgates[t]
-        dz_o_t = dz_o[t] if squash else d[:, :H]
-        dz_if_t = dz_if[t] if squash else d[:, H : 3 * H]
-        kernels.connected_output_backward(gates[t], tanh_cs[t], u_o[t] if squash else dz_o_t,
-                                          cs[t + 1], dh[t], dh_next, dc, d, dz_o_t, w_o, dw_o,
-                                          squash, diagonal, one)
+        if squash:
+            u_o_t, dz_o_t, u_if_t, dz_if_t = u_o[t], dz_o[t], u_if[t], dz_if[t]
+        else:  # the peephole's dL/dz is dL/da: the kernels get d (unread), see there
+            u_o_t = dz_o_t = u_if_t = dz_if_t = d
+        kernels.connected_output_backward(gates[t], tanh_cs[t], u_o_t, cs[t + 1], dh[t],
+                                          dh_next, dc, d, dz_o_t, w_o, dw_o, squash, diagonal,
+                                          one)
         if not diagonal:  # dL/dc_t += through the o gate's read of c_t (before di, df, dg)
-            read_back(dz_o_t, reads["W_o"], False, dc, scratch)
-        kernels.connected_cell_backward(gates[t], cs[t], u_if[t] if squash else dz_if_t, dc, d,
-                                        dz_if_t, w_if, dw_if, squash, diagonal, one)
+            read_back(dz_o_t if squash else d[:, :H], reads["W_o"], False, dc, scratch)
+        kernels.connected_cell_backward(gates[t], cs[t], u_if_t, dc, d, dz_if_t, w_if, dw_if,
+                                        squash, diagonal, one)
         if not diagonal:  # dL/dc_{t-1} += through the reads of c_{t-1} by i and f
-            read_back(dz_if_t, reads["W_if"], False, dc, scratch)
+            read_back(dz_if_t if squash else d[:, H : 3 * H], reads["W_if"], False, dc,
+                      scratch)
+        if inputs is not None:
+            inputs.backward(t, d)
         numpy.matmul(d, W_h, out=dh_next)  # dL/dh_{t-1}: the recurrent GEMM back
     return (dw_if.astype(dtype), dw_o.astype(dtype)) if diagonal else None
 

@@ -26,6 +26,8 @@ from numba.extending import intrinsic, overload
 
 OPTIONS = dict(nogil=True, error_model="numpy", fastmath={"contract"})  # contract: FMA
 jit = njit(cache=True, **OPTIONS)
+# reassoc lets LLVM split a dot product over vector lanes (a sum in any order, as BLAS does)
+jit_reduction = njit(cache=True, **{**OPTIONS, "fastmath": {"contract", "reassoc"}})
 inline = njit(inline="always", **OPTIONS)  # pieces shared by kernels, inlined into each
 
 
@@ -108,6 +110,40 @@ def exp_array(values):
     """values (n,) in place: exp of each (the test's handle on :func:`exp_`)."""
     for n in range(values.shape[0]):
         values[n] = exp_(values[n])
+
+
+# ============================================================================================
+# The input term of a step, for small X (see cpu_kernels.SmallInput)
+# ============================================================================================
+@jit
+def input_projection(x, W_xT, act):
+    """act (B, 4H) <- x (B, X) W_xT (X, 4H): the x_t W_kx terms of eq. (1)-(3), (5)."""
+    for b in range(x.shape[0]):
+        row, x_row, w_0 = act[b], x[b], W_xT[0]
+        for j in range(row.shape[0]):
+            row[j] = x_row[0] * w_0[j]  # the first input feature sets the row (X >= 1)
+        for k in range(1, x_row.shape[0]):
+            w_k, x_k = W_xT[k], x_row[k]
+            for j in range(row.shape[0]):
+                row[j] += x_k * w_k[j]
+
+
+@jit_reduction
+def input_backward(dact, x, W_xT, dx, dW_xT, db, zero):
+    """Through the input term of one step, from dL/da (B, 4H): dx (B, X) <- dL/da W_x;
+    dW_xT (X, 4H) += x^T dL/da and db (4H,) += the batch sum of dL/da (both float64: they
+    sum T*B terms over the whole sequence)."""
+    for b in range(dact.shape[0]):
+        d, x_row, dx_row = dact[b], x[b], dx[b]
+        for j in range(d.shape[0]):
+            db[j] += d[j]  # dL/db_k, summed over the batch
+        for k in range(x_row.shape[0]):
+            w_k, dw_k, x_k = W_xT[k], dW_xT[k], x_row[k]
+            total = zero
+            for j in range(d.shape[0]):
+                dw_k[j] += d[j] * x_k  # dL/dW_kx: dL/da_k x_t
+                total += d[j] * w_k[j]  # dL/dx_t: sum over the gates of W_kx^T dL/da_k
+            dx_row[k] = total
 
 
 # ============================================================================================
@@ -293,15 +329,19 @@ def connected_output_backward(act, tanh_c, u_o, c, dh_loss, dh_next, dc, dact, d
     """Peephole/WMC, first half: dL/da_o into dact[:, :H], dc (B, H) += the path through
     eq. (6); WMC: dz_o (B, H) = dL/da_o tanh'(u_o), through the tanh of eq. (9) (eq. 15).
     The o gate's read of c_t then joins dc before di, df, dg: here when ``diagonal`` (and
-    dw_o (H,) += dz_o c_t), else outside (a GEMM)."""
+    dw_o (H,) += dz_o c_t), else outside (a GEMM). The peephole's dL/dz is dL/da_o itself,
+    so it passes dact for u_o and dz_o (unread): a strided view dact[:, :H] would be a
+    non-contiguous array type, whose rows LLVM does not vectorise (2x slower, measured)."""
     B, H = dc.shape
     for b in range(B):
         da_o = dact[b, :H]
         _output_backward(act[b, :H], tanh_c[b], dh_loss[b], dh_next[b], dc[b], da_o, one)
+        dz = da_o  # the peephole's dL/dz is dL/da
         if squash:
-            _squash_backward(da_o, u_o[b], dz_o[b], one)
+            dz = dz_o[b]
+            _squash_backward(da_o, u_o[b], dz, one)
         if diagonal:
-            _diagonal_read_backward(dz_o[b], w_o, c[b], dc[b], dw_o)
+            _diagonal_read_backward(dz, w_o, c[b], dc[b], dw_o)
 
 
 @jit
@@ -310,12 +350,15 @@ def connected_cell_backward(act, c_prev, u_if, dc, dact, dz_if, w_if, dw_if, squ
     """Peephole/WMC, second half: dc (B, H) in: the whole dL/dc_t; out: dL/dc_{t-1} through
     f_t (and, when ``diagonal``, through the reads of c_{t-1} by i and f, with dw_if (2H,) +=
     dz_if c_{t-1}; else those join outside). dact[:, H:] out: dL/da_i, da_f, da_g; WMC:
-    dz_if (B, 2H) = delta-hat i_t, f_t, the tanh' of eq. (7)-(8) (eq. 15)."""
+    dz_if (B, 2H) = delta-hat i_t, f_t, the tanh' of eq. (7)-(8) (eq. 15). The peephole
+    passes dact for u_if and dz_if, as in connected_output_backward."""
     B, H = dc.shape
     for b in range(B):
         drow = dact[b]
         _cell_backward(act[b], c_prev[b], dc[b], drow, H, one)
+        dz = drow[H : 3 * H]  # the peephole's dL/dz is dL/da
         if squash:
-            _squash_backward(drow[H : 3 * H], u_if[b], dz_if[b], one)
+            dz = dz_if[b]
+            _squash_backward(drow[H : 3 * H], u_if[b], dz, one)
         if diagonal:
-            _diagonal_read_backward(dz_if[b], w_if, c_prev[b], dc[b], dw_if)
+            _diagonal_read_backward(dz, w_if, c_prev[b], dc[b], dw_if)

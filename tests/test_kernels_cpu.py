@@ -6,6 +6,8 @@ backward must give what the plain path gives, to round-off, over hypothesis shap
 dtypes, carried state, and gate pre-activations large enough to saturate (exp overflows).
 """
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -41,6 +43,12 @@ def _case(T, B, X, H, seed, dtype, scale, kind="lstm", options=None):
     return cell, x, state, dh, dstate
 
 
+def _input_in_loops(on):
+    """Whether the kernels' loops take the input term for every X <= SMALL_INPUT (on), or
+    never (off), whatever the size of a step; the default picks by B*H."""
+    return mock.patch.object(cpu_kernels, "SMALL_INPUT_MIN_UNITS", 1 if on else 10**9)
+
+
 def _run(cell, x, state, dh, dstate, on):
     with kernels.use_fused_kernels(on):
         h, state_T, cache = npcell.forward(cell, x, state)
@@ -50,12 +58,18 @@ def _run(cell, x, state, dh, dstate, on):
 
 @numba_only
 @settings(max_examples=60, deadline=None)
-@given(T=st.integers(1, 6), B=st.integers(1, 5), X=st.integers(1, 4), H=st.integers(1, 7),
+@given(T=st.integers(1, 6), B=st.integers(1, 5), H=st.integers(1, 7),
+       # both sides of SMALL_INPUT: the loops' own input term and the hoisted GEMMs
+       X=st.integers(1, cpu_kernels.SMALL_INPUT + 3),
        seed=st.integers(0, 2**16), dtype=st.sampled_from(["float64", "float32"]),
-       scale=st.sampled_from([0.1, 1.0, 60.0]), kind=st.sampled_from(KINDS))
-def test_cpu_kernels_equal_the_plain_path(T, B, X, H, seed, dtype, scale, kind):
+       scale=st.sampled_from([0.1, 1.0, 60.0]), kind=st.sampled_from(KINDS),
+       input_in_loops=st.booleans())
+def test_cpu_kernels_equal_the_plain_path(T, B, X, H, seed, dtype, scale, kind,
+                                          input_in_loops):
     case = _case(T, B, X, H, seed, dtype, scale, *kind)
-    fast, plain = _run(*case, on=True), _run(*case, on=False)
+    with _input_in_loops(input_in_loops):
+        fast = _run(*case, on=True)
+    plain = _run(*case, on=False)
     tol = 1e-12 if dtype == "float64" else 2e-5
     for a, b in [(fast[0], plain[0]), (fast[3], plain[3])]:
         np.testing.assert_allclose(a, b, atol=tol, rtol=tol)
@@ -69,11 +83,12 @@ def test_cpu_kernels_equal_the_plain_path(T, B, X, H, seed, dtype, scale, kind):
 
 
 @numba_only
+@pytest.mark.parametrize("X", [3, cpu_kernels.SMALL_INPUT + 1])
 @pytest.mark.parametrize("kind,options", KINDS)
-def test_cpu_kernels_pass_the_float64_gradcheck(kind, options):
-    cell = npcell.make_cell(kind, 3, 4, seed=3, **options)
-    with kernels.use_fused_kernels(True):
-        x = np.random.default_rng(1).standard_normal((5, 3, 3))
+def test_cpu_kernels_pass_the_float64_gradcheck(kind, options, X):
+    cell = npcell.make_cell(kind, X, 4, seed=3, **options)
+    with kernels.use_fused_kernels(True), _input_in_loops(True):  # X = 3: in the loops
+        x = np.random.default_rng(1).standard_normal((5, 3, X))
         report = npcell.gradcheck(cell, x, mode="full", fused=True)
     assert report.ok, report
     assert report.max_rel_error < 1e-6
@@ -109,6 +124,37 @@ def test_cpu_kernels_are_used_and_switch_off(kind, loops, monkeypatch):
 
 
 @numba_only
+@pytest.mark.parametrize("kind", ["lstm", "wmc"])
+def test_small_inputs_are_projected_inside_the_loops(kind, monkeypatch):
+    """Up to SMALL_INPUT features and from SMALL_INPUT_MIN_UNITS units B*H a step, x_t W_x^T
+    and dx, dW_x, db are computed step by step in the loops (one call a step each way); with
+    more features or smaller steps, by the hoisted GEMMs (no call)."""
+    calls = []
+
+    def spy(method):
+        original = getattr(cpu_kernels.SmallInput, method)
+
+        def wrapped(self, t, act):
+            calls.append((method, t))
+            return original(self, t, act)
+
+        return wrapped
+
+    for method in ("project", "backward"):
+        monkeypatch.setattr(cpu_kernels.SmallInput, method, spy(method))
+    T, small, big = 4, cpu_kernels.SMALL_INPUT, cpu_kernels.SMALL_INPUT + 1
+    units = cpu_kernels.SMALL_INPUT_MIN_UNITS
+    for B, X, H, expected in [(2, 1, units // 2, T), (2, small, units // 2, T),
+                              (2, big, units // 2, 0), (1, 1, units // 2, 0)]:
+        cell, x, state, dh, dstate = _case(T, B, X, H, 0, "float64", 1.0, kind)
+        npcell.forward(cell, x, state)  # the first call of a shape also measures its cache
+        calls.clear()
+        npcell.backward(cell, dh, npcell.forward(cell, x, state)[2], dstate)
+        assert sorted(calls) == sorted([("project", t) for t in range(expected)]
+                                       + [("backward", t) for t in range(expected)]), (B, X)
+
+
+@numba_only
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_compiled_exp_is_within_an_ulp_of_numpy(dtype):
     from npcell.numba_kernels import exp_array
@@ -132,16 +178,19 @@ def test_compiled_exp_is_within_an_ulp_of_numpy(dtype):
 
 @numba_only
 def test_cpu_kernels_sum_the_diagonal_gradients_in_float64():
-    """The kernels add up dL/dw_kc over T*B terms: in float32 that sum is kept in float64,
-    so it matches a float64 run to float32 precision even over many steps."""
+    """The kernels add up dL/dw_kc (and, for small X, dL/dW_x, dL/db) over T*B terms: in
+    float32 that sum is kept in float64, so it matches a float64 run to float32 precision
+    even over many steps."""
     cell64 = npcell.make_cell("peephole", 2, 8, seed=0)
     cell32 = npcell.make_cell("peephole", 2, 8, seed=0, dtype="float32")
     x = np.random.default_rng(0).standard_normal((300, 16, 2))
     dh = np.ones((300, 16, 8))
-    g64 = npcell.backward(cell64, dh, npcell.forward(cell64, x)[2])[0]
-    g32 = npcell.backward(cell32, dh.astype("float32"),
-                          npcell.forward(cell32, x.astype("float32"))[2])[0]
-    for name in ("W_ic", "W_fc", "W_oc"):
+    with _input_in_loops(True):
+        g64 = npcell.backward(cell64, dh, npcell.forward(cell64, x)[2])[0]
+        g32 = npcell.backward(cell32, dh.astype("float32"),
+                              npcell.forward(cell32, x.astype("float32"))[2])[0]
+    # the small-input sums (X = 2: dW_x and db from the loop) are kept in float64 too
+    for name in ("W_ic", "W_fc", "W_oc", "W_ix", "W_gx", "b_f", "b_o"):
         np.testing.assert_allclose(g32[name], g64[name], rtol=2e-4, atol=1e-4, err_msg=name)
 
 

@@ -498,7 +498,9 @@ def fused_forward(params, x, state, connection):
     # One GEMM for the input projection of all T steps; the buffer then holds the gates.
     # The big buffers come from the workspace: reused across calls once nothing holds them.
     gates = workspace.empty(xp, (T, B, 4 * H), dtype)
-    xp.matmul(x.reshape(T * B, X), W_x.T, out=gates.reshape(T * B, 4 * H))
+    inputs = _small_input(path, x, W_x)
+    if inputs is None:  # else the CPU kernels' loop projects x_t step by step
+        xp.matmul(x.reshape(T * B, X), W_x.T, out=gates.reshape(T * B, 4 * H))
     if path != "numba":  # the CPU kernels add b as they go
         gates += b
     hs = workspace.empty(xp, (T + 1, B, H), dtype)
@@ -514,10 +516,11 @@ def fused_forward(params, x, state, connection):
             cache["u_if"] = workspace.empty(xp, (T, B, 2 * H), dtype)
             cache["u_o"] = workspace.empty(xp, (T, B, H), dtype)
     if path == "numba" and reads is None:  # the gate block below as one compiled pass
-        cpu_kernels.forward_loop(gates, hs, cs, tanh_cs, W_hT, b, recurrent)
+        cpu_kernels.forward_loop(gates, hs, cs, tanh_cs, W_hT, b, recurrent, inputs)
     elif path == "numba":  # two passes, around the o gate's read of c_t
         cpu_kernels.connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, b, recurrent, reads,
-                                           _read_cell, cache.get("u_if"), cache.get("u_o"))
+                                           _read_cell, cache.get("u_if"), cache.get("u_o"),
+                                           inputs)
     elif path == "cupy":
         step = kernels.lstm_forward_step  # the gate block below as one CuPy kernel launch
         for t in range(T):
@@ -527,6 +530,15 @@ def fused_forward(params, x, state, connection):
         with act.quiet():
             _forward_loop(gates, hs, cs, tanh_cs, W_hT, reads, cache, act, recurrent, i_times_g)
     return hs[1:], {"h": hs[T].copy(), "c": cs[T].copy()}, cache
+
+
+def _small_input(path, x, W_x):
+    """A cpu_kernels.SmallInput when the CPU kernels run and X is small enough for the loops
+    to take the input term step by step (see there why); else None (the hoisted GEMMs)."""
+    T, B, X = x.shape
+    if path == "numba" and cpu_kernels.loops_take_input(B, X, W_x.shape[0] // 4):
+        return cpu_kernels.SmallInput(x, W_x)
+    return None
 
 
 def _forward_loop(gates, hs, cs, tanh_cs, W_hT, reads, cache, act, recurrent, i_times_g):
@@ -636,12 +648,16 @@ def fused_backward(params, dh, cache, dstate, connection):
 
     path = _kernel_path(x, connection)
     diagonal_grads = None  # (dw_if, dw_o) when the kernels summed them on the way
+    inputs = _small_input(path, x, W_x)  # then dx, dW_x, db come from the loop too
+    if inputs is not None:
+        inputs.start_backward()
     if reads is not None:
         squash, diagonal = reads["squash"], reads["diagonal"]
         W_if, W_o = reads["W_if"], reads["W_o"]
     if path == "numba" and reads is None:
         dgates = workspace.empty(xp, gates.shape, dtype)
-        cpu_kernels.backward_loop(gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc)
+        cpu_kernels.backward_loop(gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc,
+                                  inputs)
     elif path == "numba":
         dgates = workspace.empty(xp, gates.shape, dtype)
         dz_if = dz_o = None  # the peephole's dL/dz is its dL/da, read from dgates below
@@ -650,7 +666,7 @@ def fused_backward(params, dh, cache, dstate, connection):
             dz_o = workspace.empty(xp, (T, B, H), dtype)
         diagonal_grads = cpu_kernels.connected_backward_loop(
             gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc, reads, _read_back,
-            scratch, cache.get("u_if"), cache.get("u_o"), dz_if, dz_o)
+            scratch, cache.get("u_if"), cache.get("u_o"), dz_if, dz_o, inputs)
         if not squash:
             dz_if, dz_o = dgates[:, :, H : 3 * H], dgates[:, :, :H]
     elif path == "cupy":
@@ -698,10 +714,13 @@ def fused_backward(params, dh, cache, dstate, connection):
 
     # Weight gradients: one GEMM over all T*B rows each (eq. (12)-(13) summed over t and b).
     flat = dgates.reshape(T * B, 4 * H)
-    dW_x = flat.T @ x.reshape(T * B, X)
     dW_h = flat.T @ hs[:-1].reshape(T * B, H)
-    db = flat.sum(axis=0)
-    dx = (flat @ W_x).reshape(T, B, X)  # dL/dx_t for every t at once
+    if inputs is None:
+        dW_x = flat.T @ x.reshape(T * B, X)
+        db = flat.sum(axis=0)
+        dx = (flat @ W_x).reshape(T, B, X)  # dL/dx_t for every t at once
+    else:  # summed by the loop, step by step
+        (dW_x, db), dx = inputs.grads(), inputs.dx
     grads = {}
     for n, k in enumerate(PACKED_ORDER):
         rows = slice(n * H, (n + 1) * H)
