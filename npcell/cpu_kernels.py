@@ -175,7 +175,8 @@ def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, re
                             scratch, u_if, u_o, dz_if, dz_o, inputs=None):
     """The peephole/WMC BPTT loop with the kernels: fills dgates (T, B, 4H) with dL/da and,
     for WMC, dz_if (T, B, 2H) and dz_o (T, B, H) with dL/dz of the cell reads (eq. 15); the
-    peephole passes u_if = u_o = dz_if = dz_o = None: its dL/dz is dL/da itself.
+    peephole passes u_if = u_o = None and its dL/dz, dL/da itself, as the views dz_if =
+    dgates[:, :, H:3H], dz_o = dgates[:, :, :H] (the full reads' GEMMs read them).
 
     Full W_kc: ``read_back(dz, W, diagonal, dc, scratch)`` (a GEMM) adds dL/dc through a read.
     Returns (dw_if (2H,), dw_o (H,)), the gradients of diagonal w_kc summed over t and the
@@ -200,12 +201,11 @@ def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, re
                                           dh_next, dc, d, dz_o_t, w_o, dw_o, squash, diagonal,
                                           one)
         if not diagonal:  # dL/dc_t += through the o gate's read of c_t (before di, df, dg)
-            read_back(dz_o_t if squash else d[:, :H], reads["W_o"], False, dc, scratch)
+            read_back(dz_o[t], reads["W_o"], False, dc, scratch)
         kernels.connected_cell_backward(gates[t], cs[t], u_if_t, dc, d, dz_if_t, w_if, dw_if,
                                         squash, diagonal, one)
         if not diagonal:  # dL/dc_{t-1} += through the reads of c_{t-1} by i and f
-            read_back(dz_if_t if squash else d[:, H : 3 * H], reads["W_if"], False, dc,
-                      scratch)
+            read_back(dz_if[t], reads["W_if"], False, dc, scratch)
         if inputs is not None:
             inputs.backward(t, d)
         numpy.matmul(d, W_h, out=dh_next)  # dL/dh_{t-1}: the recurrent GEMM back

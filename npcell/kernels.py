@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from . import cpu_kernels
 from .backend import is_cupy_array
 
 _switch = {"on": None}  # None: auto (CPU kernels when Numba is there, CuPy kernels off)
@@ -67,8 +68,6 @@ def active(x) -> bool:
     on NumPy unless it is False, when Numba is installed."""
     if is_cupy_array(x):
         return _switch["on"] is True
-    from . import cpu_kernels
-
     return _switch["on"] is not False and cpu_kernels.available()
 
 

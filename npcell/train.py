@@ -214,17 +214,16 @@ class TrainConfig:
             raise ConfigError(f"unknown cell kind {self.cell!r}; expected one of {sorted(CELLS)}")
         for name in ("hidden", "batch", "epochs", "log_every", "eval_batch"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not _int_at_least(value, 1):
                 raise ConfigError(f"{name} must be a positive int; got {value!r}")
-        spe = self.steps_per_epoch
-        if spe is not None and (isinstance(spe, bool) or not isinstance(spe, int) or spe < 1):
+        if self.steps_per_epoch is not None and not _int_at_least(self.steps_per_epoch, 1):
             raise ConfigError(f"steps_per_epoch must be >= 1 or None; got {self.steps_per_epoch}")
         if not _finite_real(self.lr) or not self.lr > 0:
             raise ConfigError(f"lr must be > 0; got {self.lr}")
         if self.clip is not None and (not _finite_real(self.clip) or not self.clip > 0):
             raise ConfigError(f"clip must be > 0 or None; got {self.clip}")
         resolve_dtype(self.dtype)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+        if not _int_at_least(self.seed, 0):
             raise ConfigError(f"seed must be a non-negative int; got {self.seed!r}")
         return self
 
@@ -264,6 +263,11 @@ def build(config: TrainConfig):
 # ============================================================================================
 # The loop
 # ============================================================================================
+def _int_at_least(value, low) -> bool:
+    """An int (not bool) >= low: what the counts and the seed must be."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
 def _finite_real(value) -> bool:
     """A real number (not bool, str or list) that is finite: what lr and clip must be."""
     return (isinstance(value, (int, float, numpy.number)) and not isinstance(value, bool)

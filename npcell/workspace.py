@@ -25,6 +25,10 @@ import os
 import sys
 import threading
 
+import numpy
+
+from .errors import ConfigError
+
 _DEFAULT_LIMIT = 2 * 1024**3
 _lock = threading.Lock()
 _pool: dict[tuple, list] = {}  # (shape, dtype) -> buffers
@@ -35,8 +39,6 @@ def _free_refcount() -> int:
     """sys.getrefcount of a pooled buffer that nobody else holds, seen from a loop over its
     list as below (3 on CPython 3.10-3.13: the list, the loop variable, the argument);
     measured once on a probe so another interpreter's counting cannot fool the check."""
-    import numpy
-
     probe = [numpy.empty(1)]
     for buf in probe:
         return sys.getrefcount(buf)
@@ -103,8 +105,6 @@ def set_workspace_limit(nbytes) -> None:
     """Most bytes the pool may keep (an int >= 0; 0 turns reuse off; None: the default)."""
     if nbytes is not None and (isinstance(nbytes, bool) or not isinstance(nbytes, int)
                                or nbytes < 0):
-        from .errors import ConfigError
-
         raise ConfigError(f"workspace limit must be an int >= 0 (bytes) or None; got {nbytes!r}")
     _limit["bytes"] = nbytes
     if nbytes == 0:
@@ -121,8 +121,6 @@ def get_workspace_limit() -> int:
     try:
         nbytes = int(value)
     except ValueError:
-        from .errors import ConfigError
-
         raise ConfigError(
             f"NPCELL_WORKSPACE_LIMIT must be a number of bytes; got {value!r}") from None
     return max(nbytes, 0)

@@ -55,8 +55,9 @@ def test_zero_cell_connections_give_the_lstm_exactly(kind, options, fused, T, B,
                       if name not in lstm.params})  # W_ic = W_fc = W_oc = 0 (and b_*c = 0)
     x, state, dh, dstate = inputs(T, B, X, H, seed)
 
-    # Bit-identity needs the same arithmetic on both sides: the compiled CPU kernels serve the
-    # plain lstm only, so they are off here (tests/test_kernels_cpu.py holds them == plain).
+    # Bit-identity needs the same arithmetic on both sides: the compiled CPU kernels of lstm
+    # and of peephole/wmc are different kernels, so they are off here (tests/test_kernels_cpu.py
+    # holds each of them == plain).
     with kernels.use_fused_kernels(False):
         h_l, s_l, g_l, dx_l, d0_l = run(lstm, x, state, dh, dstate, fused)
         h_o, s_o, g_o, dx_o, d0_o = run(other, x, state, dh, dstate, fused)

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npcell
-from npcell import cpu_kernels, kernels, workspace
+from npcell import cpu_kernels, kernels
 from npcell.bench import theoretical_cache_bytes
 from npcell.cells.lstm import PACKED_ORDER, _GateMath
 
@@ -131,9 +131,8 @@ def test_cache_nbytes_is_the_documented_theory_plus_the_initial_state(kind, opti
 
 
 def _peak_above_cache(cell, x):
-    # Without reuse, so that the forward allocates its cache (the workspace would hand back the
-    # previous call's buffers, which tracemalloc would not see).
-    workspace.set_workspace_limit(0)
+    # Call under the no_workspace fixture, so that the forward allocates its cache (the
+    # workspace would hand back the previous call's buffers, which tracemalloc would not see).
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -142,12 +141,11 @@ def _peak_above_cache(cell, x):
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
-        workspace.set_workspace_limit(None)
     return peak - cache.nbytes + x.nbytes  # x is referenced by the cache, not allocated
 
 
 @pytest.mark.parametrize("kind", ["lstm", "wmc"])
-def test_forward_workspace_does_not_grow_with_T(kind):
+def test_forward_workspace_does_not_grow_with_T(kind, no_workspace):
     # Everything the forward allocates beyond the cache (packed weights, per-step temporaries)
     # must be the same for 20 and 320 steps: no buffer per step and none of size T hidden away.
     cell = npcell.make_cell(kind, 3, 64, dtype="float64")
@@ -258,8 +256,6 @@ def test_cupy_kernel_sources_compute_the_lstm_gate_block(tmp_path):
 
 
 def test_fused_kernel_switch_is_scoped_and_has_an_auto_default():
-    from npcell import cpu_kernels
-
     assert kernels.fused_kernels_enabled() is None  # auto
     assert kernels.active(np.zeros(3)) == cpu_kernels.available()
     with kernels.use_fused_kernels(False):

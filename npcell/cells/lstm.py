@@ -589,8 +589,8 @@ def local_derivatives(cache, connection, steps=slice(None), D_out=None):
 
     Returns ``D`` (T', B, 4H) (written into ``D_out`` when given), PACKED_ORDER blocks, which
     the backward loop turns into dL/da in place: D_o = tanh(c_t) sigma'(o) (times dL/dh_t gives
-    dL/da_o), D_i = g sigma'(i),
-    D_f = c_{t-1} sigma'(f), D_g = i tanh'(g) (times dL/dc_t give dL/da_i, da_f, da_g);
+    dL/da_o), D_i = g sigma'(i), D_f = c_{t-1} sigma'(f), D_g = i tanh'(g) (times dL/dc_t give
+    dL/da_i, da_f, da_g);
     ``dc_dh`` (T, B, H) = o tanh'(c_t), the path dL/dh_t -> dL/dc_t of eq. (6); and for WMC
     ``du_if`` (T, B, 2H), ``du_o`` (T, B, H) = tanh' of the squashed cell reads.
     """
@@ -651,26 +651,23 @@ def fused_backward(params, dh, cache, dstate, connection):
     inputs = _small_input(path, x, W_x)  # then dx, dW_x, db come from the loop too
     if inputs is not None:
         inputs.start_backward()
+    dgates = workspace.empty(xp, gates.shape, dtype)  # dL/da (the plain path: D first)
     if reads is not None:
         squash, diagonal = reads["squash"], reads["diagonal"]
         W_if, W_o = reads["W_if"], reads["W_o"]
+        if squash:  # WMC: dL/dz of the squashed reads, delta-hat of eq. (15)
+            dz_if = workspace.empty(xp, (T, B, 2 * H), dtype)
+            dz_o = workspace.empty(xp, (T, B, H), dtype)
+        else:  # peephole: dz = da, read straight from dgates
+            dz_if, dz_o = dgates[:, :, H : 3 * H], dgates[:, :, :H]
     if path == "numba" and reads is None:
-        dgates = workspace.empty(xp, gates.shape, dtype)
         cpu_kernels.backward_loop(gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc,
                                   inputs)
     elif path == "numba":
-        dgates = workspace.empty(xp, gates.shape, dtype)
-        dz_if = dz_o = None  # the peephole's dL/dz is its dL/da, read from dgates below
-        if squash:
-            dz_if = workspace.empty(xp, (T, B, 2 * H), dtype)
-            dz_o = workspace.empty(xp, (T, B, H), dtype)
         diagonal_grads = cpu_kernels.connected_backward_loop(
             gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc, reads, _read_back,
             scratch, cache.get("u_if"), cache.get("u_o"), dz_if, dz_o, inputs)
-        if not squash:
-            dz_if, dz_o = dgates[:, :, H : 3 * H], dgates[:, :, :H]
     elif path == "cupy":
-        dgates = workspace.empty(xp, gates.shape, dtype)
         dc_prev = xp.empty_like(dc)
         step = kernels.lstm_backward_step  # the gate block below as one CuPy kernel launch
         for t in range(T - 1, -1, -1):
@@ -678,16 +675,8 @@ def fused_backward(params, dh, cache, dstate, connection):
             dc, dc_prev = dc_prev, dc
             xp.matmul(dgates[t], W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
     else:
-        dgates = workspace.empty(xp, gates.shape, dtype)  # local derivatives, then dL/da
-        D4 = dgates.reshape(T, B, 4, H)
+        D4 = dgates.reshape(T, B, 4, H)  # local derivatives, then dL/da in place
         A4 = gates.reshape(T, B, 4, H)
-        if reads is not None:
-            if squash:
-                dz_if = workspace.empty(xp, (T, B, 2 * H), dtype)
-                dz_o = workspace.empty(xp, (T, B, H), dtype)
-            else:  # peephole: dz = da, read straight from dgates after the loop
-                dz_if = dgates[:, :, H : 3 * H]
-                dz_o = dgates[:, :, :H]
         local = None
         for t in range(T - 1, -1, -1):
             if local is None or t < local["start"]:  # the next block of CHUNK steps back
