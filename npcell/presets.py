@@ -11,7 +11,7 @@ WMC paper (Landi et al. 2021, section 4), cells lstm / peephole / wmc:
 * copy T=100, 200 (Arjovsky setup): the same, 500 epochs.
 * sMNIST / pMNIST: H=128, the same optimiser, 200 epochs, 50k/10k/10k split.
 * PTB char LM: single-layer AWD-LSTM recipe, BPTT 150 / 300; PTB is not shipped (licence), so the
-  preset trains on the standard library's pydoc help texts or on ``--text FILE``.
+  preset trains on the bundled public-domain tinyshakespeare corpus (1.1 MB) or on ``--text FILE``.
 
 Fast-weight comparison (Keller et al. 2018; co-author's ART code, reference/cells.md section 7),
 cells fw_lstm / fw_rnn / ln_lstm (and lstm): ART task 1 and the task-2 layout ("mart") with
@@ -60,12 +60,13 @@ def _build() -> dict:
             )
         for T in (150, 300):
             presets[f"{cell}-charlm-{T}"] = (
-                dict(task="charlm", task_options={"T": T, "text": "pydoc"}, cell=cell,
+                dict(task="charlm", task_options={"T": T}, cell=cell,
                      hidden=512, embedding=200,
                      optimizer="adam", lr=2e-3, momentum=0.0, nesterov=False, clip=0.25,
                      batch=128, epochs=50),
                 "WMC paper 4.3 (PTB char, single-layer AWD-LSTM recipe, 512 hidden units, "
-                "BPTT T); PTB is not bundled: trains on the stdlib pydoc texts or --text FILE",
+                "BPTT T); PTB is not bundled: trains on the bundled tinyshakespeare corpus "
+                "or --text FILE",
             )
     for cell in FW_CELLS:
         for variant in ("art", "mart"):

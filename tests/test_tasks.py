@@ -257,9 +257,12 @@ def test_charlm_windows_shift_by_one(tmp_path):
 
 
 def test_charlm_bundled_and_pydoc_texts():
-    bundled = make_task("charlm", T=50)
-    assert 2000 < len(charlm.load_text()) < 20_000
-    assert bundled.size("train") > 10
+    corpus = charlm.load_text()
+    assert len(corpus) == 1_115_394 and corpus.startswith("First Citizen:")  # tinyshakespeare
+    lm = make_task("charlm", T=150)  # `npcell train --task charlm --T 150` needs a full batch
+    assert lm.size("train") >= 128 * 50 and lm.size("test") > 300
+    assert 2000 < len(charlm.load_text("small")) < 20_000
+    assert make_task("charlm", text="small", T=50).size("train") > 10
     assert len(charlm.load_text("pydoc")) > 100_000
 
 

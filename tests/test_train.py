@@ -118,8 +118,8 @@ def test_whole_model_gradient_matches_finite_differences(task_name, options, emb
 
 
 def test_char_lm_reports_bits_per_character(tmp_path):
-    config = TrainConfig(task="charlm", task_options={"T": 20}, cell="lstm", hidden=16,
-                         embedding=8, batch=8, optimizer="adam", lr=1e-2, momentum=0.0,
+    config = TrainConfig(task="charlm", task_options={"T": 20, "text": "small"}, cell="lstm",
+                         hidden=16, embedding=8, batch=8, optimizer="adam", lr=1e-2, momentum=0.0,
                          nesterov=False, epochs=1, steps_per_epoch=3, dtype="float64",
                          eval_splits=("valid",))
     result = train(config, tmp_path / "lm", progress=False)

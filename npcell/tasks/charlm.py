@@ -2,8 +2,12 @@
 
 Sources (all offline):
 
-* ``text=None``: the small text bundled with npcell (``tasks/data/default.txt``, about 4 KB,
-  written for npcell); enough to watch a model memorise, not to generalise.
+* ``text=None``: the bundled corpus, Shakespeare's plays as collected in Karpathy's
+  tinyshakespeare (``tasks/data/tinyshakespeare.txt.gz``, 1,115,394 characters, public domain;
+  source: github.com/karpathy/char-rnn ``data/tinyshakespeare/input.txt``), stored gzipped and
+  read offline.
+* ``text="small"``: a 4.5 KB text written for npcell (``tasks/data/default.txt``); enough to
+  watch a model memorise in a test, not to generalise.
 * ``text="pydoc"``: the Python standard library's ``pydoc_data.topics`` help texts (about
   465,000 characters, present in every Python install).
 * ``text=PATH``: any UTF-8 text file.
@@ -19,28 +23,35 @@ truncated-BPTT recipe the PTB papers use.
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy
 
 from .base import DataError, Task, check_positive
 
-DEFAULT_TEXT = Path(__file__).parent / "data" / "default.txt"
+DATA = Path(__file__).parent / "data"
+CORPUS = DATA / "tinyshakespeare.txt.gz"  # the default corpus (> 1 MB of text)
+SMALL_TEXT = DATA / "default.txt"
 SPLIT_FRACTIONS = {"train": (0.0, 0.9), "valid": (0.9, 0.95), "test": (0.95, 1.0)}
 
 
 def load_text(text=None) -> str:
-    """The bundled text (None), the stdlib pydoc topics ("pydoc") or a UTF-8 file."""
+    """The bundled corpus (None), the small test text ("small"), the stdlib pydoc topics
+    ("pydoc") or a UTF-8 file."""
     if text is None:
-        return DEFAULT_TEXT.read_text(encoding="utf-8")
+        return gzip.decompress(CORPUS.read_bytes()).decode("utf-8")
+    if text == "small":
+        return SMALL_TEXT.read_text(encoding="utf-8")
     if text == "pydoc":
         from pydoc_data.topics import topics
 
         return "\n\n".join(topics[key] for key in sorted(topics))
     path = Path(text)
     if not path.is_file():
-        raise DataError(f"text file {path} does not exist (use text=None for the bundled text "
-                        "or text='pydoc' for the standard library's help texts)")
+        raise DataError(f"text file {path} does not exist (use text=None for the bundled "
+                        "corpus, 'small' for the test text or 'pydoc' for the standard "
+                        "library's help texts)")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
