@@ -52,6 +52,8 @@ def main(argv=None):
                    help="sgd: the paper's SGD-Nesterov (momentum 0.9); adam: a faster scale-down")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--jobs", type=int, default=1, help="joblib worker processes")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the sweep on the dask.distributed scheduler at ADDRESS")
     p.add_argument("--out", default="runs/repro_adding")
     args = p.parse_args(argv)
 
@@ -69,7 +71,8 @@ def main(argv=None):
         for seed in args.seeds for cell in args.cells
     ]
     tag = f"T{args.T}" + ("" if args.optimizer == "sgd" else f"_{args.optimizer}")
-    runs = rc.run_sweep(configs, Path(args.out) / tag, n_jobs=args.jobs)
+    runs = rc.run_sweep(configs, Path(args.out) / tag, n_jobs=args.jobs,
+                        cluster=args.cluster)
     wall = time.perf_counter() - t0
     curves = rc.eval_curves(runs)
     command = rc.command_line()

@@ -1,7 +1,8 @@
 """Shared machinery of the reproduction scripts (scripts/repro_*.py).
 
-* :func:`run_sweep` trains every (cell, seed) config through joblib (``n_jobs`` worker processes;
-  no home-made pool) and returns each run's metrics plus its steps/s.
+* :func:`run_sweep` trains every (cell, seed) config through ``npcell.training.sweep`` (joblib
+  worker processes, or a Dask cluster with ``--cluster ADDRESS``) and returns each run's metrics
+  plus its steps/s.
 * :func:`plot_curves` draws test metric against epoch, one line per cell, mean +- standard error
   over seeds as a shaded band (the WMC paper's Figure 3 style).
 * :func:`record_result` writes one row of ``docs/results.md`` (replacing the row with the same
@@ -39,47 +40,12 @@ qualitative behaviour are.
 """
 
 
-def _train_one(config_dict, run_dir, threads):
-    """Worker body: one training run (imports inside, so joblib workers start clean)."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    try:  # BLAS thread pools may already exist; threadpoolctl limits them if present
-        from threadpoolctl import threadpool_limits
+def run_sweep(configs, out_root, *, n_jobs=1, cluster=None):
+    """Train ``configs`` into ``out_root/<cell>-s<seed>`` through npcell.training.sweep (joblib
+    worker processes, or the Dask cluster at ``cluster``); one BLAS thread per run."""
+    from npcell.training.sweep import run_sweep as sweep
 
-        threadpool_limits(threads)
-    except ImportError:
-        pass
-    from npcell.train import TrainConfig, train
-
-    config = TrainConfig.from_dict(config_dict)
-    t0 = time.perf_counter()
-    result = train(config, run_dir, progress=False)
-    return {
-        "cell": config.cell,
-        "seed": config.seed,
-        "run_dir": str(run_dir),
-        "history": result.history,
-        "final": result.final,
-        "steps": result.steps,
-        "steps_per_s": result.steps_per_s,
-        "wall_s": time.perf_counter() - t0,
-    }
-
-
-def run_sweep(configs, out_root, *, n_jobs=1, threads=1):
-    """Train ``configs`` (TrainConfig objects) into ``out_root/<cell>-s<seed>`` with joblib.
-
-    n_jobs : worker processes (joblib ``loky`` backend); threads : BLAS threads per worker.
-    Runs resume from their checkpoints, so re-running a script after Ctrl-C continues it.
-    """
-    from joblib import Parallel, delayed
-
-    out_root = Path(out_root)
-    jobs = [
-        delayed(_train_one)(c.to_dict(), out_root / f"{c.cell}-s{c.seed}", threads)
-        for c in configs
-    ]
-    return Parallel(n_jobs=n_jobs, backend="loky")(jobs)
+    return sweep(configs, out_root, n_jobs=n_jobs, threads=1, cluster=cluster)
 
 
 def eval_curves(runs, split="test", key="metric"):
@@ -197,6 +163,8 @@ def common_arguments(parser, *, cells, epochs, steps_per_epoch, hidden):
                         help="cap on optimiser steps per epoch (0: the whole training set)")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--jobs", type=int, default=1, help="joblib worker processes")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="run the sweep on the dask.distributed scheduler at ADDRESS")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default=None,
                         help="override the paper's optimiser (a CPU-sized scale-down)")
     parser.add_argument("--lr", type=float, default=None, help="override the learning rate")
@@ -222,7 +190,7 @@ def compare_cells(args, *, experiment, base_config, metric_label, paper, higher_
                           steps_per_epoch=args.steps_per_epoch or None)
             configs.append(TrainConfig(**values))
     slug = re.sub(r"[^a-z0-9]+", "_", experiment.lower()).strip("_")  # "copy T=100" -> copy_t_100
-    runs = run_sweep(configs, Path(args.out) / slug, n_jobs=args.jobs)
+    runs = run_sweep(configs, Path(args.out) / slug, n_jobs=args.jobs, cluster=args.cluster)
     wall = time.perf_counter() - t0
     curves = eval_curves(runs, split=split)
     command = command_line()
