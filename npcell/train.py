@@ -18,7 +18,16 @@ A run directory holds
   evaluation lines are written at epoch 0 (before training) and after every epoch;
 * ``metrics.csv``: the same rows as CSV;
 * ``checkpoint.npz``: parameters, optimiser state and loop position (npcell.checkpoint format),
-  written after every epoch, every ``checkpoint_every`` steps and when Ctrl-C stops the run.
+  written after every epoch, every ``checkpoint_every`` steps, when Ctrl-C stops the run and when
+  ``max_minutes`` (``--max-minutes``) runs out.
+
+The folder is created only once the task and model have been built, so a run that fails to start
+(a bad option, a missing data file) leaves no empty folder behind.
+
+Progress: a tqdm bar when stderr is a terminal; otherwise (nohup, a log file, a batch job) one
+line every ``log_seconds`` seconds, e.g.
+``wmc on adding: step 1200/20000 (6%) epoch 2/200 loss 0.1671 test mse 0.1655 14.2 steps/s
+ETA 22 min``.
 
 Calling :func:`train` again on the same directory resumes from the checkpoint. Data order and
 initial weights are functions of ``seed`` only, so a resumed run repeats the uninterrupted
@@ -281,8 +290,11 @@ class TrainResult:
     final: dict  # last evaluation: {split: {"loss":..., "metric":...}}
     steps: int
     train_seconds: float  # time spent in training steps in this call (not evaluation)
-    steps_per_s: float
+    steps_per_s: float  # this call's steps / train_seconds; over the whole run if none were taken
     resumed_from: int | None  # the step a checkpoint resumed from, or None
+    stopped_early: bool = False  # max_minutes ran out: checkpoint written, the run can resume
+    already_finished: bool = False  # resumed a run that had done all its epochs: nothing ran
+    total_steps: int = 0  # epochs x steps per epoch: the step a finished run stops at
 
     def curve(self, split="test", key="metric"):
         """(epochs, values) of one split's evaluation records."""
@@ -293,23 +305,30 @@ class TrainResult:
 CHECKPOINT_NAME = "checkpoint.npz"
 
 
-def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=None):
+def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=None,
+          max_minutes=None, log_seconds=30.0, clock=time.monotonic, log_stream=None):
     """Train per ``config``, writing config.json, metrics.jsonl/.csv and checkpoints to ``out_dir``.
 
-    progress : True/False/None; None shows a tqdm bar only when output is a terminal.
+    progress : True (tqdm bar), False (silent) or None: a bar when stderr is a terminal, else a
+        progress line every ``log_seconds`` seconds on ``log_stream`` (default stderr).
     resume : continue from ``out_dir/checkpoint.npz`` when it exists (its config must match,
         except ``epochs``, which may grow).
     callback : called as ``callback(step, loss)`` after every optimiser step (tests use it to
         simulate Ctrl-C).
+    max_minutes : stop after the first step that ends this many minutes (of ``clock``) after the
+        call began, with a checkpoint; the same call again resumes exactly where it stopped.
+    clock : seconds as a float (tests pass a fake one).
 
     Ctrl-C (SIGINT) finishes the current step, writes a checkpoint and raises KeyboardInterrupt;
     a second Ctrl-C aborts at once (the last checkpoint stays valid).
     """
     from tqdm.auto import tqdm
 
+    t_call = clock()
     config.validate()
+    if max_minutes is not None and (not _finite_real(max_minutes) or not max_minutes > 0):
+        raise ConfigError(f"max_minutes must be > 0; got {max_minutes!r}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     task, model, optimizer = build(config)
     n_train = task.size("train")
     steps_per_epoch = n_train // config.batch
@@ -317,13 +336,14 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
         raise ConfigError(f"batch {config.batch} is larger than the training set ({n_train})")
     if config.steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start leaves no folder
     paths = {"ckpt": out / CHECKPOINT_NAME, "jsonl": out / "metrics.jsonl",
              "csv": out / "metrics.csv", "config": out / "config.json"}
 
     # ----- start or resume ---------------------------------------------------------------------
     history: list = []
     position = {"epoch": 0, "step_in_epoch": 0, "step": 0, "window_loss": 0.0,
-                "window_steps": 0, "evaluated_epoch": -1}
+                "window_steps": 0, "evaluated_epoch": -1, "train_seconds": 0.0}
     resumed_from = None
     if resume and paths["ckpt"].exists():
         arrays, meta = load_checkpoint(paths["ckpt"])
@@ -370,10 +390,21 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
     if position["evaluated_epoch"] < 0:
         final = evaluate(0)  # the curve starts at the untrained model
     total_steps = config.epochs * steps_per_epoch
-    bar = tqdm(total=total_steps, initial=position["step"], disable=_tqdm_disable(progress),
-               desc=f"{config.cell} on {config.task}", unit="step", dynamic_ncols=True)
+    already_finished = position["epoch"] >= config.epochs
+    label = f"{config.cell} on {config.task}"
+    use_bar, use_lines = _progress_mode(progress)
+    bar = tqdm(total=total_steps, initial=position["step"], disable=not use_bar,
+               desc=label, unit="step", dynamic_ncols=True)
+    lines = (ProgressLines(label, total_steps, config.epochs, every=log_seconds, clock=clock,
+                           stream=log_stream) if use_lines and not already_finished else None)
+    metric_label = f"{config.eval_splits[0]} {task.metric}"  # e.g. "test mse"
+    deadline = None if max_minutes is None else t_call + 60.0 * max_minutes
+    stopped_early = False
     train_seconds, steps_done = 0.0, 0
     last_metric = (final.get(config.eval_splits[0], {}) or {}).get("metric")
+    if last_metric is None and history:  # resumed: the last evaluation so far
+        last_metric = next((r.get("metric") for r in reversed(history)
+                            if r["split"] == config.eval_splits[0]), None)
     with bar, _DeferredInterrupt() as interrupt:
         while position["epoch"] < config.epochs:
             epoch = position["epoch"]
@@ -395,6 +426,7 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
                 optimizer.step(grads)
                 dt = time.perf_counter() - t0
                 train_seconds += dt
+                position["train_seconds"] += dt
                 steps_done += 1
                 position["step_in_epoch"] += 1
                 position["step"] += 1
@@ -410,33 +442,92 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
                 if last_metric is not None:
                     postfix[task.metric] = f"{last_metric:.4g}"
                 bar.set_postfix(postfix, refresh=False)
+                if lines is not None:
+                    lines.update(position["step"], epoch, loss, metric_label, last_metric,
+                                 steps_done / train_seconds)
                 if callback is not None:
                     callback(position["step"], loss)
                 if config.checkpoint_every and position["step"] % config.checkpoint_every == 0:
                     checkpoint()
+                if (deadline is not None and clock() >= deadline
+                        and position["step"] < total_steps):
+                    stopped_early = True
+                    break
                 if interrupt.requested:
                     checkpoint()
                     message = (f"interrupted at step {position['step']}; checkpoint "
                                f"{paths['ckpt']} written, run the same command again to resume")
                     print(message, file=sys.stderr)  # the CLI prints only "interrupted"
                     raise KeyboardInterrupt(message)
+            if stopped_early:
+                checkpoint()  # mid-epoch: the position inside the epoch is in the checkpoint
+                break
             position["epoch"] += 1
             position["step_in_epoch"] = 0
             final = evaluate(position["epoch"])
             last_metric = final[config.eval_splits[0]]["metric"]
             checkpoint()
-    if not final:  # resumed a finished run: report its last evaluation
+            if deadline is not None and clock() >= deadline and position["epoch"] < config.epochs:
+                stopped_early = True  # the epoch's last step hit the limit: stop after its eval
+                break
+    if not final:  # resumed a finished (or stopped) run: report its last evaluation
         final = {r["split"]: {"loss": r["loss"], "metric": r.get("metric")}
                  for r in history if r["split"] != "train"}
-    return TrainResult(out, history, final, position["step"], train_seconds,
-                       steps_done / train_seconds if train_seconds else 0.0, resumed_from)
+    if steps_done:
+        steps_per_s = steps_done / train_seconds
+    else:  # nothing trained in this call: the whole run's rate, not 0
+        steps_per_s = position["step"] / position["train_seconds"] if position[
+            "train_seconds"] else 0.0
+    return TrainResult(out, history, final, position["step"], train_seconds, steps_per_s,
+                       resumed_from, stopped_early=stopped_early,
+                       already_finished=already_finished, total_steps=total_steps)
 
 
 CSV_COLUMNS = ("step", "epoch", "split", "loss", "metric", "wall_s")
 
 
-def _tqdm_disable(progress):
-    return None if progress is None else not progress
+def _progress_mode(progress) -> tuple[bool, bool]:
+    """(tqdm bar, timed log lines): progress=None picks by whether stderr is a terminal."""
+    if progress is None:
+        interactive = sys.stderr.isatty()
+        return interactive, not interactive
+    return bool(progress), False
+
+
+def format_duration(seconds: float) -> str:
+    """'45 s', '12 min', '3 h 05 min': how long, at the precision a person plans with."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class ProgressLines:
+    """Progress for output that is not a terminal: one line every ``every`` seconds of ``clock``.
+
+    A line reads ``wmc on adding: step 1200/20000 (6%) epoch 2/200 loss 0.1671 test mse 0.1655
+    14.2 steps/s ETA 22 min``; the loss is the last step's, the metric the last evaluation's.
+    """
+
+    def __init__(self, label, total_steps, epochs, *, every=30.0, clock=time.monotonic,
+                 stream=None):
+        self.label, self.total_steps, self.epochs = label, total_steps, epochs
+        self.every, self.clock, self.stream = every, clock, stream
+        self.last = clock()
+
+    def update(self, step, epoch, loss, metric_name, metric, steps_per_s):
+        now = self.clock()
+        if now - self.last < self.every and step < self.total_steps:
+            return
+        self.last = now
+        eta = (self.total_steps - step) / steps_per_s if steps_per_s > 0 else float("inf")
+        shown = "" if metric is None else f" {metric_name} {metric:.4g}"
+        print(f"{self.label}: step {step}/{self.total_steps} "
+              f"({100 * step / self.total_steps:.0f}%) epoch {epoch + 1}/{self.epochs} "
+              f"loss {loss:.4g}{shown} {steps_per_s:.3g} steps/s ETA {format_duration(eta)}",
+              file=self.stream or sys.stderr, flush=True)
 
 
 class _DeferredInterrupt:
@@ -557,7 +648,13 @@ def add_cli_arguments(parser):
     parser.add_argument("--out", help="run directory (config.json, metrics.jsonl, checkpoint)")
     parser.add_argument("--no-resume", action="store_true",
                         help="start afresh even if OUT holds a checkpoint")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar and no progress lines")
+    parser.add_argument("--max-minutes", type=float, metavar="M",
+                        help="stop after M minutes with a checkpoint (run again to resume)")
+    parser.add_argument("--log-seconds", type=float, default=30.0, metavar="S",
+                        help="seconds between progress lines when output is not a terminal "
+                             "(default 30)")
 
 
 class _BoolFlag:
@@ -603,9 +700,19 @@ def cli_main(args) -> int:
     if not args.out:
         raise ConfigError("--out RUN_DIR is required (where config.json, metrics.jsonl and the "
                           "checkpoint go)")
+    if args.log_seconds is not None and not args.log_seconds > 0:
+        raise ConfigError(f"--log-seconds must be > 0; got {args.log_seconds}")
     result = train(config, args.out, progress=False if args.no_progress else None,
-                   resume=not args.no_resume)
+                   resume=not args.no_resume, max_minutes=args.max_minutes,
+                   log_seconds=args.log_seconds)
+    if result.already_finished:
+        print(f"run {result.out_dir} is already finished ({result.steps} steps, "
+              f"{config.epochs} epochs); nothing trained. Pass a larger --epochs to continue it "
+              "or --no-resume to start again.")
     for split, r in result.final.items():
         print(f"{split}: loss {r['loss']:.5f}  metric {r['metric']:.5f}")
     print(f"{result.steps} steps, {result.steps_per_s:.2f} steps/s; run directory {result.out_dir}")
+    if result.stopped_early:
+        print(f"stopped by --max-minutes {args.max_minutes:g} at step {result.steps} of "
+              f"{result.total_steps}; checkpoint written, run the same command to resume")
     return 0
