@@ -175,7 +175,7 @@ def compare_cells(args, *, experiment, base_config, metric_label, paper, higher_
                   baseline=None, baseline_label="baseline", split="test", notes=""):
     """Train ``args.cells`` x ``args.seeds`` from ``base_config`` (a TrainConfig dict without
     cell/seed), plot ``split``'s metric per epoch and record the row. Returns the summary."""
-    from npcell.train import TrainConfig
+    from npcell.training import TrainConfig
 
     t0 = time.perf_counter()
     overrides = {k: v for k in ("optimizer", "lr") if (v := getattr(args, k, None)) is not None}

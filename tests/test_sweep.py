@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from npcell.train import TrainConfig, read_metrics
+from npcell.training import TrainConfig, read_metrics
 from npcell.training.sweep import run_dirs, run_sweep
 
 

@@ -16,7 +16,8 @@ import pytest
 from npcell.cli import main as npcell_main
 from npcell.errors import ConfigError
 from npcell.tasks.base import DataError
-from npcell.train import ProgressLines, TrainConfig, format_duration, read_metrics, train
+from npcell.training import TrainConfig, read_metrics, train
+from npcell.training.loop import ProgressLines, format_duration
 
 LINE = re.compile(r"^lstm on adding: step (\d+)/30 \(\d+%\) epoch \d/3 loss [\d.e+-]+"
                   r"( test mse [\d.e+-]+)? [\d.e+]+ steps/s ETA \d+ (s|min)$")
@@ -31,9 +32,7 @@ def tiny(**overrides):
     return TrainConfig(**values)
 
 
-# `npcell ...` in a fresh interpreter (python -m npcell once npcell/__main__.py exists)
-NPCELL = [sys.executable, "-c",
-          "import sys; from npcell.cli import main; sys.exit(main(sys.argv[1:]))"]
+NPCELL = [sys.executable, "-m", "npcell"]  # `npcell ...` in a fresh interpreter
 
 
 class FakeClock:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from joblib import Parallel, delayed, parallel_config
 
-from ..train import TrainConfig, train
+from .config import TrainConfig
+from .loop import train
 
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
