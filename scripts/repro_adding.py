@@ -82,6 +82,7 @@ def main(argv=None):
                    f"({len(args.seeds)} seed(s), {args.steps_per_epoch} steps of 128 per epoch)",
                    ylabel="test MSE", path=figure, baseline=BASELINE_MSE,
                    baseline_label="predict 1 (1/6)", command=command, logy=True)
+    rc.record_figure(figure, command)
 
     summary, ours = {}, []
     for cell, (epochs, values) in curves.items():

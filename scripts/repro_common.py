@@ -133,6 +133,17 @@ def record_result(experiment, *, command, wall_s, ours, paper, notes):
     RESULTS.write_text("\n".join(lines) + "\n")
 
 
+def record_figure(figure, command):
+    """Name ``figure`` and the command that made it in figures/README.md (replacing its row)."""
+    readme = FIGURES / "README.md"
+    name = Path(figure).name
+    lines = readme.read_text().rstrip("\n").split("\n")
+    lines = [line for line in lines if not line.startswith(f"| `{name}` |")]
+    last_row = max(i for i, line in enumerate(lines) if line.startswith("|"))
+    lines.insert(last_row + 1, f"| `{name}` | `{command}` (docs/results.md) |")
+    readme.write_text("\n".join(lines) + "\n")
+
+
 def write_summary(path, payload):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
@@ -198,6 +209,7 @@ def compare_cells(args, *, experiment, base_config, metric_label, paper, higher_
     plot_curves(curves, title=f"{experiment}: {split} {metric_label} ({len(args.seeds)} seed(s))",
                 ylabel=f"{split} {metric_label}", path=figure, baseline=baseline,
                 baseline_label=baseline_label, command=command)
+    record_figure(figure, command)
     summary, ours = {}, []
     for cell, (_, values) in curves.items():
         mean, _ = mean_and_stderr(values)

