@@ -20,12 +20,25 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import repro_common as rc  # noqa: E402
 
 PAPER = ("PTB test BPC, 512 units, T=150: lstm 1.386, peephole 1.383, wmc 1.299 "
          "(fixed ~2.2M params: 1.334 / 1.339 / 1.299) (Table 2)")
+
+
+def unigram_bpc(text, T) -> float:
+    """Test BPC of the best context-free guess: the training part's character frequencies."""
+    from npcell.tasks import make_task
+
+    task = make_task("charlm", text=text, T=T)
+    counts = numpy.bincount(task.batch("train", numpy.arange(task.size("train"))).y.ravel(),
+                            minlength=task.num_outputs) + 1.0  # add-one: no infinite surprise
+    test_y = task.batch("test", numpy.arange(task.size("test"))).y.ravel()
+    return float(-numpy.log2(counts[test_y] / counts.sum()).mean())
 
 
 def main(argv=None):
@@ -43,8 +56,10 @@ def main(argv=None):
     base = dict(task="charlm", task_options={"text": text, "T": args.T}, batch=64,
                 embedding=args.embedding, optimizer="adam", lr=2e-3, momentum=0.0,
                 nesterov=False, clip=0.25, log_every=10, eval_splits=("valid", "test"))
+    unigram = unigram_bpc(text, args.T)
     rc.compare_cells(args, experiment=f"char LM ({corpus}, T={args.T})", base_config=base,
                      metric_label="BPC", higher_is_better=False, paper=PAPER,
+                     baseline=unigram, baseline_label=f"unigram, no context ({unigram:.2f})",
                      notes=f"text {corpus}, windows of T={args.T} from a zero state, "
                            f"embedding {args.embedding}, Adam 2e-3, batch 64;")
 
