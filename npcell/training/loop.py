@@ -43,8 +43,10 @@ from pathlib import Path
 import numpy
 
 from ..backend import resolve_dtype, to_numpy
+from ..cells import make_cell
 from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..sequence import backward, forward
+from ..tasks import make_task
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .layers import Embedding, Linear, mse_loss, one_hot, softmax_cross_entropy
@@ -66,8 +68,6 @@ class SequenceModel:
 
     def __init__(self, task, cell_kind, hidden, *, embedding=0, dtype="float32", seed=0,
                  cell_options=None):
-        from ..cells import make_cell
-
         self.task = task
         self.dtype = resolve_dtype(dtype)
         seeds = numpy.random.SeedSequence(seed).generate_state(3)  # cell, readout, embedding
@@ -178,8 +178,6 @@ class SequenceModel:
 
 def build(config: TrainConfig):
     """(task, model, optimiser) for a config, all seeded from ``config.seed``."""
-    from ..tasks import make_task
-
     config.validate()
     options = dict(config.task_options)
     options.setdefault("seed", config.seed)  # the data differ between seeds too
