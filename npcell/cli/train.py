@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_real
 from ..training.config import PRESETS, TrainConfig, format_presets, preset_config
 from ..training.loop import train
 
@@ -101,8 +101,7 @@ def cli_main(args) -> int:
     if not args.out:
         raise ConfigError("--out RUN_DIR is required (where config.json, metrics.jsonl and the "
                           "checkpoint go)")
-    if not args.log_seconds > 0:
-        raise ConfigError(f"--log-seconds must be > 0; got {args.log_seconds}")
+    check_real("--log-seconds", args.log_seconds, above=0)
     result = train(config, args.out, progress=False if args.no_progress else None,
                    resume=not args.no_resume, max_minutes=args.max_minutes,
                    log_seconds=args.log_seconds)

@@ -52,11 +52,11 @@ import numpy
 
 from ..backend import resolve_dtype, to_numpy
 from ..cells import make_cell
-from ..errors import CheckpointError, ConfigError, NonFiniteError
+from ..errors import CheckpointError, ConfigError, NonFiniteError, check_real
 from ..sequence import backward, forward
 from ..tasks import make_task
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, _finite_real
+from .config import TrainConfig
 from .layers import Embedding, Linear, mse_loss, one_hot, softmax_cross_entropy
 from .optim import clip_grad_norm, make_optimizer
 
@@ -247,8 +247,8 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
 
     t_call = clock()
     config.validate()
-    if max_minutes is not None and (not _finite_real(max_minutes) or not max_minutes > 0):
-        raise ConfigError(f"max_minutes must be > 0; got {max_minutes!r}")
+    if max_minutes is not None:
+        check_real("max_minutes", max_minutes, above=0)
     out = Path(out_dir)
     task, model, optimizer = build(config)
     n_train = task.size("train")
