@@ -133,6 +133,11 @@ def record_result(experiment, *, command, wall_s, ours, paper, notes):
     RESULTS.write_text("\n".join(lines) + "\n")
 
 
+def all_finished_before(runs) -> bool:
+    """True when the sweep trained nothing (every run was finished): a redraw, not a result."""
+    return all(run.get("already_finished") for run in runs)
+
+
 def record_figure(figure, command):
     """Name ``figure`` and the command that made it in figures/README.md (replacing its row)."""
     readme = FIGURES / "README.md"
@@ -225,8 +230,13 @@ def compare_cells(args, *, experiment, base_config, metric_label, paper, higher_
     scale = (f"H={args.hidden}, {args.epochs} epochs"
              + (f" x {args.steps_per_epoch} steps" if args.steps_per_epoch else "")
              + f", seeds {args.seeds}, {args.dtype}, joblib n_jobs={args.jobs}")
-    record_result(experiment, command=command, wall_s=wall, ours="; ".join(ours), paper=paper,
-                  notes=f"{scale}; {notes} {verdict}; figure {figure.relative_to(ROOT)}")
+    if all_finished_before(runs):
+        print(f"every run was already finished: figure redrawn, the row of {experiment!r} in "
+              f"{RESULTS} kept (its wall time is the training's)")
+    else:
+        record_result(experiment, command=command, wall_s=wall, ours="; ".join(ours),
+                      paper=paper,
+                      notes=f"{scale}; {notes} {verdict}; figure {figure.relative_to(ROOT)}")
     print(verdict)
     for cell, s in summary.items():
         print(cell, s)

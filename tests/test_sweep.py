@@ -22,6 +22,9 @@ def test_local_sweep_rows_follow_configs(tmp_path):
     for row in rows:
         assert row["steps"] == 2 and row["steps_per_s"] > 0
         assert row["history"] == read_metrics(row["run_dir"])  # the row is the run folder's log
+        assert row["already_finished"] is False
+    again = run_sweep(_configs(), tmp_path, n_jobs=1)  # every run resumes finished: a redraw
+    assert all(r["already_finished"] and r["steps_per_s"] > 0 for r in again)
 
 
 def test_dask_cluster_runs_the_same_sweep(tmp_path):

@@ -18,7 +18,8 @@ The same ``joblib.Parallel`` call does the work in both cases; only its backend 
   filesystem path. ``dask[distributed]`` is part of the ``parallel`` extra.
 
 Each row is a plain dict (``cell``, ``seed``, ``run_dir``, ``history``, ``final``, ``steps``,
-``steps_per_s``, ``wall_s``), so rows gathered from remote workers need no npcell classes.
+``steps_per_s``, ``wall_s``, ``already_finished``), so rows gathered from remote workers need no
+npcell classes.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def train_one(config_dict: dict, run_dir: str, threads: int | None = 1) -> dict:
         "steps": result.steps,
         "steps_per_s": result.steps_per_s,
         "wall_s": time.perf_counter() - t0,
+        "already_finished": result.already_finished,  # resumed a finished run: nothing trained
     }
 
 
