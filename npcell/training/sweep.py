@@ -53,7 +53,8 @@ def train_one(config_dict: dict, run_dir: str, threads: int | None = 1) -> dict:
             threadpool_limits(threads)
     config = TrainConfig.from_dict(config_dict)
     t0 = time.perf_counter()
-    result = train(config, run_dir, progress=False)
+    # progress=None: in a worker (no terminal) that is a line every 30 s with the ETA
+    result = train(config, run_dir, progress=None)
     return {
         "cell": config.cell,
         "seed": config.seed,
