@@ -217,14 +217,19 @@ def compare_cells(args, *, experiment, base_config, metric_label, paper, higher_
     record_figure(figure, command)
     summary, ours = {}, []
     for cell, (_, values) in curves.items():
-        mean, _ = mean_and_stderr(values)
+        mean, se = mean_and_stderr(values)
         best = float(mean.max() if higher_is_better else mean.min())
         sps = [r["steps_per_s"] for r in runs if r["cell"] == cell]
-        summary[cell] = {"final": float(mean[-1]), "best": best,
+        summary[cell] = {"final": float(mean[-1]), "final_se": float(se[-1]), "best": best,
+                         "per_seed_final": values[:, -1].tolist(),
                          "steps_per_s": sum(sps) / len(sps)}
         ours.append(f"{cell}: {mean[-1]:.4f} ({summary[cell]['steps_per_s']:.2f} steps/s)")
     order = sorted(summary, key=lambda c: summary[c]["final"], reverse=higher_is_better)
     verdict = "final " + metric_label + " order (best first): " + " > ".join(order)
+    first, second = summary[order[0]], summary[order[1]] if len(order) > 1 else None
+    if second is not None and abs(first["final"] - second["final"]) <= max(
+            first["final_se"], second["final_se"], 1e-12):
+        verdict += " (the top two are within one standard error: no separation)"
     write_summary(Path(args.out) / slug / "summary.json",
                   {"command": command, "wall_s": wall, "cells": summary, "verdict": verdict})
     scale = (f"H={args.hidden}, {args.epochs} epochs"
