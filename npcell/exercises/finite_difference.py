@@ -1,8 +1,9 @@
 """Exercise ``finite_difference``: write the numerical gradient every gradient check rests on.
 
-The student writes :func:`numerical_gradient`; :func:`grade_numerical_gradient` runs it on
+The student writes :func:`numerical_gradient`; the grader runs it on
 functions whose gradient is known in closed form (and on an LSTM loss whose gradient comes from
-npcell's gradient-checked backward) and reports one row per test.
+npcell's gradient-checked backward); the student's code runs in the sandbox and
+:func:`rows_from_results` reports one row per test.
 
 Why central differences: for a smooth f,
 
@@ -107,33 +108,32 @@ def known_gradient_cases(seed=0):
     return cases
 
 
-def grade_numerical_gradient(numerical_gradient_fn, seed=0):
-    """Run a student's ``numerical_gradient`` on every known case.
+def rows_from_results(results):
+    """Grade what a student's ``numerical_gradient`` returned on :func:`known_gradient_cases`.
 
-    Returns a list of :class:`npcell.gradcheck.GradcheckRow` (group ``'fd'``), one per case plus
-    one that checks ``x`` is left unchanged.
+    ``results``: one ``(name, analytic, eps, numeric or None, error or None, x_changed)`` per
+    case (the sandbox ran the student's code; this only compares). Returns a list of
+    :class:`npcell.gradcheck.GradcheckRow` (group ``'fd'``), one per case plus one that checks
+    ``x`` was left unchanged.
     """
     from ..gradcheck import GradcheckRow
 
-    rows = []
-    mutated = []
-    for name, f, x, analytic, eps in known_gradient_cases(seed):
-        before = x.copy()
-        try:
-            numeric = numerical_gradient_fn(f, x, eps)
-        except NotImplementedError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the student's code may raise anything
-            rows.append(GradcheckRow(name, "fd", numpy.inf, numpy.inf, numpy.nan, numpy.nan, 0,
-                                     TOL, hint=f"raised {type(err).__name__}: {err}"))
-            continue
-        if not numpy.array_equal(x, before):
+    rows, mutated = [], []
+    for name, analytic, eps, numeric, error, x_changed in results:
+        if x_changed:
             mutated.append(name)
-        numeric = numpy.asarray(numeric, dtype=numpy.float64) if numeric is not None else None
+        if error is not None:
+            rows.append(GradcheckRow(name, "fd", numpy.inf, numpy.inf, numpy.nan, numpy.nan, 0,
+                                     TOL, hint=error))
+            continue
         if numeric is None or numeric.shape != analytic.shape:
             got = None if numeric is None else numeric.shape
             rows.append(GradcheckRow(name, "fd", numpy.inf, numpy.inf, numpy.nan, numpy.nan, 0,
                                      TOL, hint=f"returned shape {got}, expected {analytic.shape}"))
+            continue
+        if not numpy.all(numpy.isfinite(numeric)):
+            rows.append(GradcheckRow(name, "fd", numpy.inf, numpy.inf, numpy.nan, numpy.nan, 0,
+                                     TOL, hint="returned NaN or Inf"))
             continue
         rel = _relative_error(analytic, numeric)
         worst = numpy.unravel_index(int(numpy.argmax(rel)), rel.shape)
