@@ -1,6 +1,8 @@
 """``npcell exercises list | new | check | package | notebook | bugs | plant``.
 
-``check`` exits 0 when the file passes and 1 when it does not with ``--format text|json``; with a
+``check`` exits 0 when the file passes, 1 when it is graded and loses points, and 2 when it
+could not be graded at all (syntax error, exit call, timeout, flagged) with ``--format text|json``;
+with a
 platform format (gradescope, prairielearn, junit) it exits 0 whenever grading itself worked,
 whatever the score, because the platform reads the score from the document. User errors (an
 unknown exercise, a missing file) exit 2 with one line.
@@ -173,4 +175,6 @@ def cli_main(args) -> int:
         print(document)
     if args.format in PLATFORM_FORMATS:
         return 0
+    if result.status != "graded":  # the file could not be graded: syntax error, exit, timeout
+        return 2
     return 0 if result.passed else 1

@@ -51,6 +51,11 @@ def dtanh(t):
 '''
 
 
+_GIVEN_NOTE = ("The code above your function is given: keep its names (the grader calls your "
+               "function\nwith the cache of its own copy of that forward). Write only inside the "
+               "marked blocks.\n")
+
+
 def _file_header(exercise, variant, student: bool) -> str:
     kind = "student" if student else "solution"
     task = textwrap.indent(textwrap.fill(exercise.task.replace("\n", " "), 84), "    ")
@@ -59,12 +64,12 @@ def _file_header(exercise, variant, student: bool) -> str:
         seed = "the paper's cell" if variant.seed is None else f"variant {variant.seed}"
         which = f"This file's cell ({seed}):\n\n" + textwrap.indent(
             textwrap.fill(variant.describe(), 84), "    ") + "\n\n"
+    note = (_GIVEN_NOTE if exercise.context or variant is not None else
+            "Write only inside the marked block; keep the function's name and signature.\n")
     return (
         f'"""npcell exercise {exercise.name!r} ({kind} file): {exercise.title}.\n\n'
         f"{which}What to do:\n\n{task}\n\n"
-        f"Grade it with:  npcell exercises check {exercise.name}.py\n\n"
-        "The code above your function is given: keep its names (the grader calls your function\n"
-        "with the cache of its own copy of that forward). Write only inside the marked blocks.\n"
+        f"Grade it with:  npcell exercises check {exercise.name}.py\n\n{note}"
         f"How the grader works and what its messages mean: {DOCS}.\n"
         '"""\n'
     )

@@ -39,6 +39,7 @@ from .catalogue import EXERCISES
 CASES = ((3, 3, 4, 0), (2, 2, 3, 1), (1, 4, 2, 2))
 TOL = 1e-7  # relative error of a right answer is ~1e-15 (complex step vs float64 algebra)
 FLOOR = 1e-6  # denominator floor of the relative error
+_SUMS = ("dx", "dh_prev", "dc_prev")  # returned tensors that sum terms of several variables
 FORBIDDEN_CALLS = ("__import__", "exec", "eval", "compile", "importlib")
 
 
@@ -191,7 +192,7 @@ class Grade:
         for part, earned in self.parts:
             where = [v for v in self.wrong if _owns(part, v, all_parts)]
             mark = f"   <- {', '.join(where)}" if where and self.status == "graded" else ""
-            lines.append(f"  {part.title:<{width}}  {earned:g}/{part.points:g}{mark}")
+            lines.append(f"  {part.title:<{width}}  {earned:>3g}/{part.points:g}{mark}")
         for variable in self.wrong:
             lines += [""] + self.explanations.get(variable, [variable])
         if self.passed:
@@ -591,7 +592,11 @@ def _explain(variable, footprint, checks) -> list[str]:
     if len(fed) > 1:
         lines.append(f"  It feeds {', '.join(_label(n) for n in fed)}: all of them are off, and "
                      "everything it does not feed matches.")
-    hints = {checks[n].signature for n in fed if not checks[n].ok}
+    failed = [n for n in fed if not checks[n].ok]
+    # dx, dh_prev (and dc_prev) sum terms of several variables, so a pattern of one variable
+    # shows whole only in the tensors it feeds alone
+    own = [n for n in failed if n not in _SUMS] or failed
+    hints = {checks[n].signature for n in own}
     problems = [f"  {_label(n)} {checks[n].problem}." for n in fed if checks[n].problem]
     lines += problems[:4]
     if len(hints) == 1 and "" not in hints:
