@@ -16,7 +16,7 @@ from npcell import exercises
 from npcell.cells import make_cell
 from npcell.cli import main
 from npcell.exercises import BUGS, EXERCISES, variants
-from npcell.exercises.generator import BEGIN, END, load_source
+from npcell.exercises.generator import BEGIN, END
 
 
 def _write(tmp_path, name, text):

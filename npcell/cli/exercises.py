@@ -95,7 +95,8 @@ def _rubric(text):
     try:
         rubric = json.loads(source)
     except json.JSONDecodeError as err:
-        raise UsageError(f"--rubric is not JSON ({err.msg}); expected e.g. '{{\"dc\": 30}}'")
+        raise UsageError(f"--rubric is not JSON ({err.msg}); expected e.g. "
+                         "'{\"dc\": 30}'") from None
     if not isinstance(rubric, dict):
         raise UsageError(f"--rubric must be a JSON object of part -> points; got {rubric!r}")
     return rubric

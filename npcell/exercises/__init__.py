@@ -1,7 +1,7 @@
 """Gradient exercises and their sandboxed grader (``npcell exercises ...``).
 
     npcell exercises list                        # what there is
-    npcell exercises new wmc work/ --variant 17  # work/wmc.py: one student's cell, backward to write
+    npcell exercises new wmc work/ --variant 17  # one student's cell: work/wmc.py
     npcell exercises check work/wmc.py           # rubric score, feedback in the student's variables
     npcell exercises check work/wmc.py --format gradescope --out results.json
     npcell exercises package wmc dist/ --platform gradescope   # an autograder zip

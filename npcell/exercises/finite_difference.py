@@ -104,7 +104,8 @@ def known_gradient_cases(seed=0):
     _, _, cache = forward(cell, x, fused=False)  # the reference loop: no JIT in the sandbox
     _, dx, _ = backward(cell, R, cache)
     cases.append(("LSTM loss sum(R * h), d/dx (3-D, T x B x X)",
-                  lambda v, R=R: float(numpy.sum(R * forward(cell, v, fused=False)[0])), x, dx, 1e-5))
+                  lambda v, R=R: float(numpy.sum(R * forward(cell, v, fused=False)[0])), x, dx,
+                  1e-5))
     return cases
 
 

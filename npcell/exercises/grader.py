@@ -307,8 +307,9 @@ class _Problem:
 def _problems(ex, variant) -> list[_Problem]:
     if ex.has_variants:
         ns = {"numpy": numpy}
-        exec(compile(variants.helpers_source(variant) + variants.forward_source(variant)  # noqa: S102
-                     + variants.backward_source(variant), f"<npcell {ex.name} variant>", "exec"), ns)
+        source = (variants.helpers_source(variant) + variants.forward_source(variant)
+                  + variants.backward_source(variant))
+        exec(compile(source, f"<npcell {ex.name} variant>", "exec"), ns)  # noqa: S102 - ours
         shifts = (("uses h_t where h_{t-1} belongs (off by one step)",
                    lambda k: {**k, "h_prev": k["o"] * k["tanh_c"]}),
                   ("uses c_t where c_{t-1} belongs (off by one step)",
@@ -627,7 +628,7 @@ def _grade_fd(ex, path, result, timeout, memory_bytes):
     if not _child_ok(run, ex, path, result):
         return
     reports = run.status["cases"]
-    for n, report in enumerate(reports):
+    for report in reports:
         if report.get("error") and report["error"]["type"] == "NotImplementedError":
             result.status = "error"
             result.message = _case_error(report, ex, path, None)
