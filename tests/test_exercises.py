@@ -6,6 +6,7 @@ over the batch, in-place edits of the inputs) pass.
 """
 
 import ast
+import importlib.util
 import json
 import re
 
@@ -258,3 +259,26 @@ def test_cli_new_variant_check_formats_and_exit_codes(tmp_path, capsys):
     assert main(["exercises", "new", "gru", str(tmp_path), "--variant", "3"]) == 2
     assert main(["exercises", "check", str(tmp_path / "nope.py")]) == 2
     assert main(["exercises", "check", str(path), "--rubric", '{"zz": 1}']) == 2
+
+
+def test_grading_a_function_object_uses_its_source_in_the_sandbox(tmp_path):
+    # what a notebook does: the function is defined in the kernel, graded from its source
+    path = exercises.write_exercise(EXERCISES["gru"], tmp_path, solution=True)
+    spec = importlib.util.spec_from_file_location("gru_solution_for_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # our own solution file: trusted
+    grade = exercises.grade("gru", module.gru_step_backward)
+    assert grade.passed, str(grade)
+
+
+def test_nbgrader_notebook_has_solution_and_hidden_test_cells(tmp_path):
+    path = exercises.package.write_notebook(EXERCISES["wmc"], tmp_path, variant=3)
+    nb = json.loads(path.read_text())
+    meta = [c["metadata"]["nbgrader"] for c in nb["cells"]]
+    assert sum(m["solution"] for m in meta) == 1
+    tests = [c for c, m in zip(nb["cells"], meta) if m["grade"]]
+    assert sum(m.get("points", 0) for m in meta) == 100
+    assert all("### BEGIN HIDDEN TESTS" in c["source"] for c in tests)
+    assert len({m["grade_id"] for m in meta}) == len(meta)
+    with pytest.raises(FileExistsError):
+        exercises.package.write_notebook(EXERCISES["wmc"], tmp_path)

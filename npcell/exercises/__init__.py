@@ -22,6 +22,7 @@ grading process computes every number from its own forward and complex-step deri
 
 from __future__ import annotations
 
+from . import finite_difference, notebook, package, sandbox, variants
 from .catalogue import BUGS, EXERCISES, Exercise, PlantedBug
 from .formats import FORMATS, render
 from .generator import read_header, solution_source, strip_solutions, student_source, write_exercise
@@ -42,11 +43,16 @@ __all__ = [
     "base",
     "default_rubric",
     "draw",
+    "finite_difference",
     "grade",
+    "notebook",
+    "package",
     "read_header",
     "render",
+    "sandbox",
     "solution_source",
     "strip_solutions",
     "student_source",
+    "variants",
     "write_exercise",
 ]

@@ -14,6 +14,7 @@ is the student variable the grader must name for it, ``where`` the returned tens
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..cells import gru
 from . import finite_difference, variants
@@ -113,6 +114,13 @@ class PlantedBug:
                 raise ValueError(f"planted bug {self.name!r} edits code the exercise gives the "
                                  "student; bugs belong inside a solution block")
         return text
+
+    def write(self, directory) -> Path:
+        """Write :meth:`source` as ``<directory>/<exercise>.py`` (like a student's file)."""
+        path = Path(directory) / f"{self.exercise}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.source())
+        return path
 
 
 

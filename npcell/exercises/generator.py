@@ -10,11 +10,8 @@ Every file is self-contained: it imports only NumPy (the activations it needs ar
 from __future__ import annotations
 
 import ast
-import importlib.util
 import inspect
-import itertools
 import re
-import sys
 import textwrap
 from pathlib import Path
 
@@ -100,6 +97,13 @@ def solution_source(exercise, variant=None) -> str:
     if BEGIN not in text:
         raise ValueError(f"the reference of exercise {exercise.name!r} has no {BEGIN!r} marker")
     return text
+
+
+def given_source(exercise, variant=None) -> str:
+    """Everything of the exercise's file before the student's function (header, imports, the
+    given code), ending with the ``# ---- your task`` line."""
+    return solution_source(exercise, variant).partition("# ---- your task")[0] + (
+        "# ---- your task\n\n")
 
 
 def strip_solutions(text: str, exercise_name: str = "exercise") -> str:
@@ -190,27 +194,3 @@ def read_header(path) -> dict:
                                                        and not isinstance(value, bool))):
                 found[key] = value
     return found
-
-
-_counter = itertools.count()
-
-
-def load_source(text: str, module_name: str):
-    """Execute exercise source text as a fresh module (nothing is left in ``sys.modules``)."""
-    name = f"{module_name}_{next(_counter)}"
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and inspect look modules up while executing
-    try:
-        exec(compile(text, f"<{module_name}>", "exec"), module.__dict__)  # noqa: S102
-    finally:
-        sys.modules.pop(name, None)
-    return module
-
-
-def load_file(path):
-    """Import a student's file as a module (a fresh one on every call)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no exercise file at {path}")
-    return load_source(path.read_text(), path.stem)

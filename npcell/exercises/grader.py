@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import ast
 import functools
+import inspect
 import math
+import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,7 @@ from ..cells import gru, make_cell
 from ..gradcheck import _shape_hint, complex_step_gradients, relative_error
 from . import finite_difference, sandbox, variants
 from .catalogue import EXERCISES
+from .generator import given_source
 
 # (B, X, H, seed): X != H somewhere so a transposed W_kx is a shape error; B = 1 once so a
 # missing batch sum still shows as a shape.
@@ -231,6 +235,8 @@ def grade(exercise, path, *, variant=None, rubric=None, timeout=sandbox.TIMEOUT_
           memory_bytes=sandbox.MEMORY_BYTES) -> Grade:
     """Grade the student file at ``path`` on ``exercise`` (a name or an Exercise).
 
+    ``path`` may also be the student's function itself (e.g. defined in a notebook): its source
+    is written after the exercise's given code into a temporary file, graded the same way.
     ``variant``: the variant seed (int) or :class:`~npcell.exercises.variants.Variant` of an
     LSTM-family exercise (None: the paper's cell). ``rubric``: instructor points per part key.
     The file runs only in a sandboxed child process; everything scored is computed here.
@@ -240,6 +246,13 @@ def grade(exercise, path, *, variant=None, rubric=None, timeout=sandbox.TIMEOUT_
     if ex.has_variants and not isinstance(variant, variants.Variant):
         variant = variants.base(ex.name) if variant is None else variants.draw(ex.name, variant)
     parts = apply_rubric(default_rubric(ex, variant), rubric)
+    if callable(path):
+        source = given_source(ex, variant) + inspect.getsource(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            file = Path(tmp) / f"{ex.name}.py"
+            file.write_text(source)
+            return grade(ex, file, variant=variant, rubric=rubric, timeout=timeout,
+                         memory_bytes=memory_bytes)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no exercise file at {path}")
@@ -608,7 +621,8 @@ def _explain(variable, footprint, checks) -> list[str]:
         lines.append(f"  Worst: {_label(worst.name)} at {list(worst.index or ())}: yours "
                      f"{worst.yours:.6g}, expected {worst.expected:.6g} (relative error "
                      f"{worst.rel_error:.1e}).")
-    return lines
+    return [wrapped for line in lines for wrapped in textwrap.wrap(
+        line, 96, subsequent_indent="    " if line.startswith("  ") else "  ") or [line]]
 
 
 def _score(result):

@@ -1,9 +1,9 @@
 """Grading from a notebook (the check and hidden-test cells of the nbgrader version).
 
-:func:`check` takes the student's function object, writes its source (``inspect.getsource``,
-which works for functions defined in notebook cells) after the exercise's given code into a
-temporary file, and grades that file in the sandbox like any other submission. Results are
-cached by source, so the hidden-test cells (one per rubric part) share one grading run.
+:func:`check` grades the student's function object with :func:`~npcell.exercises.grade`, which
+writes its source (``inspect.getsource`` works for functions defined in notebook cells) after
+the exercise's given code and grades that file in the sandbox like any other submission.
+Results are cached by source, so the hidden-test cells (one per rubric part) share one run.
 
 In nbgrader the hidden tests run in the student's own kernel, so the kernel itself is not
 protected the way a platform autograder is; what is graded still runs only in the sandbox.
@@ -12,12 +12,8 @@ protected the way a platform autograder is; what is graded still runs only in th
 from __future__ import annotations
 
 import inspect
-import tempfile
-from pathlib import Path
 
-from . import variants
 from .catalogue import EXERCISES
-from .generator import solution_source
 from .grader import grade
 
 _CACHE: dict = {}
@@ -42,27 +38,10 @@ class NotebookGrade:
         return str(self.result)
 
 
-def given_source(exercise, variant=None) -> str:
-    """Everything of the exercise's file before the student's function."""
-    ex = EXERCISES[exercise] if isinstance(exercise, str) else exercise
-    v = None
-    if ex.has_variants:
-        v = variants.base(ex.name) if variant is None else variants.draw(ex.name, variant)
-    return solution_source(ex, v).partition("# ---- your task")[0]
-
-
 def check(exercise, function, *, variant=None) -> NotebookGrade:
     """Grade ``function`` (the student's, defined in the notebook) on ``exercise``."""
     ex = EXERCISES[exercise] if isinstance(exercise, str) else exercise
-    try:
-        source = inspect.getsource(function)
-    except (OSError, TypeError) as err:
-        raise ValueError(f"cannot read the source of {function!r}: define it in a cell") from err
-    text = given_source(ex, variant) + "# ---- your task\n\n" + source
-    key = (ex.name, variant, text)
+    key = (ex.name, variant, inspect.getsource(function))
     if key not in _CACHE:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{ex.name}.py"
-            path.write_text(text)
-            _CACHE[key] = NotebookGrade(grade(ex, path, variant=variant))
+        _CACHE[key] = NotebookGrade(grade(ex, function, variant=variant))
     return _CACHE[key]
