@@ -111,6 +111,8 @@ def _run_step_cases(fn, job, inputs, outputs, status, student):
 
 
 def _run_fd_cases(fn, job, outputs, status, student):
+    # imported here, not at the top: for the step exercises the child must not import npcell
+    # (nothing of it needs to be there); the finite-difference tests live in npcell
     from npcell.exercises.finite_difference import known_gradient_cases
 
     for n, (name, f, x, _analytic, eps) in enumerate(known_gradient_cases(job["seed"])):

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import numpy
 
+from ..cells import make_cell
+from ..gradcheck import GradcheckRow
+from ..sequence import backward, forward
+
 
 def numerical_gradient(f, x, eps=1e-5):
     """Central-difference gradient of a scalar function at ``x``.
@@ -96,8 +100,6 @@ def known_gradient_cases(seed=0):
                   lambda v: float(numpy.sum(v ** 3)), x, 3 * x ** 2 + eps ** 2, eps))
 
     # An LSTM: L = sum(R * h), gradient with respect to the input sequence x (T, B, X).
-    from .. import backward, forward, make_cell
-
     cell = make_cell("lstm", 2, 3, seed=seed)
     x = rng.standard_normal((3, 2, 2))
     R = rng.standard_normal((3, 2, 3))
@@ -117,8 +119,6 @@ def rows_from_results(results):
     :class:`npcell.gradcheck.GradcheckRow` (group ``'fd'``), one per case plus one that checks
     ``x`` was left unchanged.
     """
-    from ..gradcheck import GradcheckRow
-
     rows, mutated = [], []
     for name, analytic, eps, numeric, error, x_changed in results:
         if x_changed:
