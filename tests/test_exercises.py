@@ -12,11 +12,13 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from npcell import exercises
 from npcell.cells import make_cell
 from npcell.cli import main
-from npcell.exercises import BUGS, EXERCISES, variants
+from npcell.exercises import BUGS, EXERCISES, grader, variants
 from npcell.exercises.generator import BEGIN, END
 
 
@@ -282,3 +284,22 @@ def test_nbgrader_notebook_has_solution_and_hidden_test_cells(tmp_path):
     assert len({m["grade_id"] for m in meta}) == len(meta)
     with pytest.raises(FileExistsError):
         exercises.package.write_notebook(EXERCISES["wmc"], tmp_path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["lstm", "peephole", "wmc"]), st.integers(0, 10_000))
+def test_every_variable_of_every_variant_is_told_apart_by_its_footprint(name, seed):
+    # what makes location possible: each variable feeds its own set of returned tensors, so
+    # the set of wrong tensors names it
+    variant = variants.draw(name, seed)
+    fp = variants.footprints(variant)
+    outputs = set(variant.param_shapes(2, 3)) | {"dx", "dh_prev", "dc_prev"}
+    assert all(f and f <= outputs for f in fp.values())
+    assert len({frozenset(f) for f in fp.values()}) == len(fp)
+    for variable, footprint in fp.items():
+        assert grader.locate(set(footprint), fp) == [variable]
+    assert grader.locate(set(), fp) == []
+    parts = exercises.default_rubric(EXERCISES[name], variant)
+    assert sum(p.points for p in parts) == 100
+    for variable in fp:  # every variable belongs to exactly one rubric part
+        assert sum(grader._owns(p, variable, parts) for p in parts) == 1, variable
