@@ -110,6 +110,18 @@ def test_importing_the_reference_is_flagged(tmp_path):
     assert exercises.grade("lstm", path).status == "flagged"
 
 
+def test_a_numerical_gradient_of_the_given_forward_is_flagged(tmp_path):
+    numeric = ("def step_backward(params, dstate, cache):\n"
+               "    state = {'h': cache['h_prev'], 'c': cache['c_prev']}\n"
+               "    new, _ = step_forward(params, cache['x'], state)\n"
+               "    raise NotImplementedError\n")
+    text = exercises.student_source(EXERCISES["lstm"]).split("# ---- your task")[0] + numeric
+    path = tmp_path / "lstm.py"
+    path.write_text(text)
+    grade = exercises.grade("lstm", path)
+    assert grade.status == "flagged" and "calls step_forward" in grade.message
+
+
 def test_monkey_patching_npcell_or_the_grader_cannot_reach_the_grading_process(tmp_path):
     # patches numpy and the grader module inside the child, with a wrong backward
     patch = ("import numpy\nnumpy.abs = lambda a: 0 * a\nnumpy.isfinite = lambda a: a == a\n"

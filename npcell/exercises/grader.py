@@ -267,7 +267,7 @@ def grade(exercise, path, *, variant=None, rubric=None, timeout=sandbox.TIMEOUT_
         result.message = (f"SyntaxError on line {err.lineno} of {path.name}: {err.msg}"
                           + (f":  {code}" if code else ""))
         return _finish(result, start)
-    result.flags = _static_flags(source)
+    result.flags = _static_flags(source, ex)
     if ex.name == "finite_difference":
         _grade_fd(ex, path, result, timeout, memory_bytes)
     else:
@@ -285,10 +285,21 @@ def _finish(result, start):
     return result
 
 
-def _static_flags(source) -> list[str]:
-    """What the file imports from npcell or how it loads code dynamically (read, not run)."""
+def _static_flags(source, ex) -> list[str]:
+    """What the file imports from npcell or how it loads code dynamically, and whether the
+    function to write calls the forward (a numerical gradient instead of the derivation).
+    The file is read, not run."""
     flags = []
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    forwards = {"step_forward", "gru_step_forward"}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == ex.function:
+            calls = {c.func.id for c in ast.walk(node) if isinstance(c, ast.Call)
+                     and isinstance(c.func, ast.Name)}
+            if calls & forwards and ex.name != "finite_difference":
+                flags.append(f"{ex.function} calls {sorted(calls & forwards)[0]} (a numerical "
+                             "gradient of the forward instead of the backward)")
+    for node in ast.walk(tree):
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
