@@ -21,8 +21,9 @@ import math
 
 import numpy
 
-from ..backend import array_module, backend_of, current_xp, resolve_dtype, to_numpy
-from ..errors import ConfigError, DTypeError, ShapeError, shape_str
+from ..backend import array_module, backend_of, current_xp, resolve_dtype, to_numpy, xp_for
+from ..checks import get_memory_limit
+from ..errors import ConfigError, DTypeError, MemoryLimitError, ShapeError, shape_str
 
 CELLS: dict[str, type[Cell]] = {}
 
@@ -91,6 +92,12 @@ class Cell:
             for name, shape in self.param_shapes().items()
         }
 
+    def step_cache_size(self) -> tuple[float, int]:
+        """(floats per batch row, array objects) that one step's cache and new state add: what
+        the memory guard multiplies by T and B (npcell.checks.cache_bytes). Each kind counts
+        them from its step_forward; tests/test_checks.py holds the count to tracemalloc."""
+        raise NotImplementedError
+
     def step_forward(self, params, x_t, state):
         raise NotImplementedError
 
@@ -140,8 +147,6 @@ class Cell:
 
     def to(self, backend: str) -> Cell:
         """A copy of the cell on ``backend`` ('numpy' or 'cupy')."""
-        from ..backend import xp_for
-
         xp = xp_for(backend)
         twin = self.copy()
         twin.params = {name: xp.asarray(to_numpy(p)) for name, p in self.params.items()}
@@ -224,9 +229,6 @@ def _check_option_types(kind, defaults, options):
 
 def _check_param_memory(cell):
     """Refuse (MemoryLimitError) parameters larger than the memory limit before drawing them."""
-    from ..errors import MemoryLimitError
-    from ..sequence import get_memory_limit
-
     nbytes = cell.num_params * cell.dtype.itemsize
     limit = get_memory_limit()
     if nbytes > limit:
@@ -259,8 +261,6 @@ def make_cell(kind: str, input_size: int, hidden_size: int, *, dtype="float64", 
     backend : ``'numpy'`` or ``'cupy'``; default: the current backend.
     **options : kind-specific options (see ``cell.describe()`` and ``Cell.default_options``).
     """
-    from ..backend import xp_for
-
     if not isinstance(kind, str) or kind not in CELLS:
         raise ConfigError(f"unknown cell kind {kind!r}; expected one of {sorted(CELLS)}")
     xp = xp_for(backend) if backend is not None else None

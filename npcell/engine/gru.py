@@ -18,6 +18,12 @@ def gru_forward(cell, params, x, state):
     return gru_fused_forward(params, x, state, reset_after=cell.options["reset_after"])
 
 
+def gru_cache_floats(cell):
+    """Floats per batch row the fused forward keeps: (per step: z, r, n, the read, h_t = 5H;
+    once: h_0 and the final state's copy = 2H)."""
+    return 5 * cell.hidden_size, 2 * cell.hidden_size
+
+
 def gru_backward(cell, params, dh, cache, dstate):
     """Registered fused backward of the gru."""
     return gru_fused_backward(params, dh, cache, dstate, reset_after=cell.options["reset_after"])

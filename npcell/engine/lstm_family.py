@@ -37,6 +37,15 @@ def lstm_family_backward(cell, params, dh, cache, dstate):
     return fused_backward(params, dh, cache, dstate, cell.cell_read)
 
 
+def lstm_family_cache_floats(cell):
+    """Floats per batch row that :func:`fused_forward` keeps: (per step, once). Per step the
+    gates (4H), c_t, tanh(c_t), h_t (3H), and for WMC the squashed reads u_if, u_o (3H); once
+    h_0, c_0 (index 0 of hs, cs) and the copies of the final state (4H)."""
+    H = cell.hidden_size
+    squashed = cell.cell_read is not None and cell.cell_read.squash
+    return (10 if squashed else 7) * H, 4 * H
+
+
 # Layout. The four gates of step t live side by side in one row block of a (T, B, 4H) buffer,
 # in PACKED_ORDER = (o, i, f, g):
 #

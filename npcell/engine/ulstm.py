@@ -18,6 +18,14 @@ def ulstm_forward(cell, params, x, state):
     return ulstm_fused_forward(params, x, state, use_o=cell.options["use_o"])
 
 
+def ulstm_cache_floats(cell):
+    """Floats per batch row the fused forward keeps: (per step: the n sigmoid gates and the
+    candidate, h_t, c_t, tanh(c_t), m_t = (n + 5)H; once: index 0 of hs, cs, tanh_cs and the
+    final state's copies = 5H)."""
+    H, n = cell.hidden_size, 4 if cell.options["use_o"] else 3
+    return (n + 5) * H, 5 * H
+
+
 def ulstm_backward(cell, params, dh, cache, dstate):
     """Registered fused backward of the ulstm."""
     return ulstm_fused_backward(params, dh, cache, dstate, use_o=cell.options["use_o"])
