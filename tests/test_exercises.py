@@ -225,6 +225,7 @@ def test_correct_solution_that_edits_its_inputs_passes_with_a_note(tmp_path):
     grade = exercises.grade("lstm", _write(tmp_path, "lstm.py", text))
     assert grade.passed and grade.score == 100, str(grade)
     assert "modifies its arguments in place" in grade.notes[0]
+    assert len(grade.notes) == 1
     assert "dstate['c']" in grade.notes[0]
 
 
@@ -303,3 +304,11 @@ def test_every_variable_of_every_variant_is_told_apart_by_its_footprint(name, se
     assert sum(p.points for p in parts) == 100
     for variable in fp:  # every variable belongs to exactly one rubric part
         assert sum(grader._owns(p, variable, parts) for p in parts) == 1, variable
+
+
+def test_extra_gradients_are_ignored_with_a_note(tmp_path):
+    text = exercises.solution_source(EXERCISES["lstm"]).replace(
+        '    return grads, dx, {"h": dh_prev, "c": dc_prev}',
+        '    grads["W_fc"] = 0.0 * k["c"]\n    return grads, dx, {"h": dh_prev, "c": dc_prev}')
+    grade = exercises.grade("lstm", _write(tmp_path, "lstm.py", text))
+    assert grade.passed and "unexpected keys ['W_fc']" in grade.notes[0]

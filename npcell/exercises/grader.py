@@ -429,7 +429,7 @@ def _grade_steps(ex, variant, path, result, timeout, memory_bytes):
                             "got copies, so this cost nothing here, but in npcell the caller's "
                             "arrays would change: copy before you add to them."]
             break
-    checks, evidence = {}, {}
+    checks = {}
     for n, (problem, shape, params, x, state, dstate, cache) in enumerate(cases):
         report = run.status["cases"][n] if n < len(run.status["cases"]) else {}
         line = _case_error(report, ex, path, shape)
@@ -446,7 +446,10 @@ def _grade_steps(ex, variant, path, result, timeout, memory_bytes):
             if old is None or (old.ok and not check.ok) or (
                     not check.ok and _badness(check) > _badness(old)):
                 checks[name] = check
-                evidence[name] = check
+        extra = sorted(set(report.get("grads_keys", ())) - set(params))
+        if extra and not any("unexpected" in note for note in result.notes):
+            result.notes.append(f"grads has unexpected keys {extra} (this cell has no such "
+                                "parameters); they were ignored.")
     result.tensors = dict(sorted(checks.items(), key=lambda kv: kv[1].ok))
     failing = {n for n, c in checks.items() if not c.ok}
     footprints = {}

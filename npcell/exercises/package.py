@@ -178,8 +178,7 @@ def _prairielearn(exercise, outdir, args, rubric, seed):
     (question / "tests").mkdir(parents=True)
     grader.mkdir(parents=True)
     build_wheel(grader)
-    run = _PL_RUN.replace("__NAME__", exercise.name).replace(
-        "__ARGS__", args.replace("$SOURCE/rubric.json", "$SOURCE/rubric.json"))
+    run = _PL_RUN.replace("__NAME__", exercise.name).replace("__ARGS__", args)
     (grader / "run.sh").write_text(run)
     (grader / "run.sh").chmod(0o755)
     if rubric:
