@@ -205,6 +205,22 @@ def test_prairielearn_layout(tmp_path):
     starting = (tmp_path / "wmc-prairielearn" / "questions" / "npcell_wmc" /
                 "clientFilesQuestion" / "wmc.py").read_text()
     assert "NPCELL_VARIANT = 4" in starting and "raise NotImplementedError" in starting
+    # run.sh as PrairieLearn's container would: /grade/{serverFilesCourse,student,results}
+    grade_root = tmp_path / "grade"
+    shutil.copytree(tmp_path / "wmc-prairielearn" / "serverFilesCourse",
+                    grade_root / "serverFilesCourse")
+    (grade_root / "student").mkdir()
+    (grade_root / "student" / "wmc.py").write_text(starting)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "NPCELL_PYTHON": sys.executable,
+           "NPCELL_AUTOGRADER_ROOT": str(grade_root),
+           "PYTHONPATH": str(Path(exercises.__file__).parents[2])}
+    done = _run(["bash", str(grade_root / "serverFilesCourse" / "npcell_grader" / "run.sh")],
+                env, grade_root)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((grade_root / "results" / "results.json").read_text())
+    jsonschema.validate(results, PRAIRIELEARN_SCHEMA)
+    assert results["gradable"] is True and results["score"] == 0
+    assert "not implemented yet" in results["message"]
 
 
 def _nbgrader():
