@@ -108,9 +108,31 @@ def test_finite_difference_file_has_no_bptt_boilerplate(tmp_path):
     assert "cache" not in text and "BPTT" not in text
 
 
+# Each catalogue bug and the student variable the grader must name for it (written out here so
+# the test, not only the catalogue, says what is expected).
+MUST_NAME = {
+    "wmc_o_gate_reads_c_prev": "dW_oc", "peephole_o_gate_reads_c_prev": "dW_oc",
+    "peephole_o_term_into_dc_prev": "dc", "wmc_missing_dc_through_W_fc": "dc_prev",
+    "wmc_missing_tanh_prime": "dz_i", "lstm_db_not_summed": "db_k",
+    "lstm_transposed_W_h": "dW_kh", "lstm_sigma_prime_of_preactivation": "da_f",
+    "lstm_W_h_paired_with_h_t": "dW_kh", "lstm_forget_paired_with_c_t": "da_f",
+    "lstm_dh_prev_not_accumulated": "dh_prev", "lstm_sigmoid_candidate": "da_g",
+    "lstm_dc_without_dh_term": "dc", "lstm_dc_prev_without_f": "dc_prev",
+    "lstm_input_gate_sign": "da_i", "lstm_output_gate_uses_c": "da_o",
+    "gru_update_gate_sign": "da_z", "gru_W_nh_paired_with_h_prev": "dW_nh",
+    "fd_one_sided": "central-difference identity on sum(x^3) with eps=1e-3",
+    "fd_x_not_restored": "x unchanged after the call",
+}
+
+
+def test_the_expected_variables_are_the_catalogues():
+    assert MUST_NAME == {name: bug.variable for name, bug in BUGS.items()}
+
+
 @pytest.mark.parametrize("bug_name", list(BUGS))
 def test_every_planted_bug_is_located_in_the_students_variable(bug_name, tmp_path):
     bug = BUGS[bug_name]
+    assert bug.variable == MUST_NAME[bug_name]
     grade = exercises.grade(bug.exercise, _write(tmp_path, f"{bug.exercise}.py", bug.source()))
     assert grade.status == "graded" and not grade.passed
     if bug.exercise == "finite_difference":
