@@ -334,3 +334,31 @@ def test_extra_gradients_are_ignored_with_a_note(tmp_path):
         '    grads["W_fc"] = 0.0 * k["c"]\n    return grads, dx, {"h": dh_prev, "c": dc_prev}')
     grade = exercises.grade("lstm", _write(tmp_path, "lstm.py", text))
     assert grade.passed and "unexpected keys ['W_fc']" in grade.notes[0]
+
+
+def _seed(name, **want):
+    return next(s for s in range(500) if all(getattr(variants.draw(name, s), k) == v
+                                             for k, v in want.items()))
+
+
+@pytest.mark.parametrize("name, want, old, new, variable", [
+    # the paper's da_i in a coupled cell: misses the -c_{t-1} of f = 1 - i
+    ("lstm", {"coupled": True}, 'da_i = dc * (k["g"] - k["c_prev"]) * dsigmoid(k["i"])',
+     'da_i = dc * k["g"] * dsigmoid(k["i"])', "da_i"),
+    # tanh' for LeCun's scaled tanh candidate
+    ("lstm", {"candidate": "lecun_tanh"},
+     'da_g = dc * k["i"] * (2.0 / 3.0) * (1.7159 - k["g"] ** 2 / 1.7159)',
+     'da_g = dc * k["i"] * dtanh(k["g"])', "da_g"),
+    # a WMC cell bias gradient not summed over the batch (B = 1 hides it as a shape: not here)
+    ("wmc", {"cell_bias": True, "reads": ("i", "f", "o")}, 'grads["b_ic"] = dz_i.sum(axis=0)',
+     'grads["b_ic"] = dz_i.mean(axis=0)', "db_ic"),
+])
+def test_mistakes_in_drawn_variants_are_located(name, want, old, new, variable, tmp_path):
+    seed = _seed(name, **want)
+    variant = variants.draw(name, seed)
+    text = exercises.solution_source(EXERCISES[name], variant)
+    assert text.count(old) == 1
+    path = _write(tmp_path, f"{name}.py", text.replace(old, new))
+    grade = exercises.grade(name, path)  # the variant comes from the file's NPCELL_VARIANT
+    assert grade.variant["seed"] == seed
+    assert grade.wrong == [variable], str(grade)

@@ -160,8 +160,7 @@ def cli_main(args) -> int:
         raise UsageError(f"no exercise file at {path}")
     header = read_header(path)
     ex = _exercise(args.exercise or header["exercise"] or path.stem)
-    seed = _variant(ex, args.variant) if args.variant is not None else (
-        header["variant"] if ex.has_variants else None)
+    seed = _variant(ex, args.variant)  # None: the file's own NPCELL_VARIANT
     options = {} if args.timeout is None else {"timeout": args.timeout}
     try:
         result = grade(ex, path, variant=seed, rubric=_rubric(args.rubric), **options)

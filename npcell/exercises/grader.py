@@ -36,7 +36,7 @@ from ..cells import gru, make_cell
 from ..gradcheck import _shape_hint, complex_step_gradients, relative_error
 from . import finite_difference, sandbox, variants
 from .catalogue import EXERCISES
-from .generator import given_source
+from .generator import given_source, read_header
 
 # (B, X, H, seed): X != H somewhere so a transposed W_kx is a shape error; B = 1 once so a
 # missing batch sum still shows as a shape.
@@ -238,11 +238,14 @@ def grade(exercise, path, *, variant=None, rubric=None, timeout=sandbox.TIMEOUT_
     ``path`` may also be the student's function itself (e.g. defined in a notebook): its source
     is written after the exercise's given code into a temporary file, graded the same way.
     ``variant``: the variant seed (int) or :class:`~npcell.exercises.variants.Variant` of an
-    LSTM-family exercise (None: the paper's cell). ``rubric``: instructor points per part key.
+    LSTM-family exercise (None: the file's ``NPCELL_VARIANT``; None there: the paper's cell).
+    ``rubric``: instructor points per part key.
     The file runs only in a sandboxed child process; everything scored is computed here.
     """
     start = time.perf_counter()
     ex = EXERCISES[exercise] if isinstance(exercise, str) else exercise
+    if variant is None and ex.has_variants and not callable(path) and Path(path).is_file():
+        variant = read_header(path)["variant"]  # the seed the file records (read, not run)
     if ex.has_variants and not isinstance(variant, variants.Variant):
         variant = variants.base(ex.name) if variant is None else variants.draw(ex.name, variant)
     parts = apply_rubric(default_rubric(ex, variant), rubric)
