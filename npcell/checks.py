@@ -199,12 +199,6 @@ def _quiet_overflow(check_finite):
     return contextlib.nullcontext()
 
 
-def _flag(name, value):
-    if not isinstance(value, (bool, numpy.bool_)):
-        raise ConfigError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
-    return bool(value)
-
-
 # ----- memory guard -------------------------------------------------------------------------
 # forward keeps every step's activations for backward, so its cache grows as T * B * H. A long
 # sequence can ask for tens of GiB and take the machine down; the guard refuses up front instead
@@ -214,7 +208,6 @@ def _flag(name, value):
 DEFAULT_MEMORY_LIMIT = 8 * 2**30
 MEMORY_LIMIT_ENV = "NPCELL_MEMORY_LIMIT"
 _memory_limit = {"bytes": None}  # None: use the environment variable or the default
-_step_bytes_memo: dict = {}
 _SUFFIXES = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 

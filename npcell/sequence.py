@@ -33,7 +33,6 @@ from .checks import (  # noqa: F401 - check_input, check_state, complete_dstate:
     CacheCost,
     _check_array,
     _check_dtype_backend,
-    _flag,
     _quiet_overflow,
     as_array,
     check_backward_step,
@@ -51,7 +50,7 @@ from .checks import (  # noqa: F401 - check_input, check_state, complete_dstate:
     stepwise_cost,
 )
 from .engine import fused_pair, step_tensors
-from .errors import ArgumentTypeError, ConfigError, ShapeError
+from .errors import ArgumentTypeError, ConfigError, ShapeError, check_bool
 
 
 @dataclass
@@ -110,7 +109,7 @@ def forward(cell, x, state=None, *, fused=None, check_finite=False, max_cache_by
     T, B, _ = x.shape
     state = check_state(cell, state, B, "state")
     use_fused = _use_fused(cell, fused, on_step)
-    check_finite = _flag("check_finite", check_finite)
+    check_finite = check_bool("check_finite", check_finite)
     # before anything (T, B, ...) exists
     check_memory(cell, T, B, cache_cost(cell, use_fused), max_cache_bytes)
     if check_finite:
@@ -149,7 +148,7 @@ def backward(cell, dh, cache, dstate=None, *, check_finite=False, on_step=None):
     if on_step is not None and cache.path != "stepwise":
         raise ConfigError("backward(on_step=...) needs the stepwise cache; run "
                           "forward(..., fused=False) or forward(..., on_step=...) first")
-    check_finite = _flag("check_finite", check_finite)
+    check_finite = check_bool("check_finite", check_finite)
     xp = cell.xp
     T, B, H = cache.T, cache.B, cell.hidden_size
     if dh is None:
@@ -246,7 +245,7 @@ def _use_fused(cell, fused, on_step=None):
         return False
     if fused is None:
         return has
-    fused = _flag("fused", fused)
+    fused = check_bool("fused", fused)
     if fused and not has:
         raise ConfigError(f"cell kind {cell.kind!r} has no fused sequence path; use fused=False")
     return fused

@@ -23,7 +23,14 @@ import numpy
 
 from ..backend import array_module, backend_of, current_xp, resolve_dtype, to_numpy, xp_for
 from ..checks import get_memory_limit
-from ..errors import ConfigError, DTypeError, MemoryLimitError, ShapeError, shape_str
+from ..errors import (
+    ConfigError,
+    DTypeError,
+    MemoryLimitError,
+    ShapeError,
+    check_int,
+    shape_str,
+)
 
 CELLS: dict[str, type[Cell]] = {}
 
@@ -41,8 +48,8 @@ class Cell:
     default_options: dict = {}
 
     def __init__(self, input_size, hidden_size, *, dtype="float64", seed=0, xp=None, **options):
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.input_size = check_int("input_size", input_size)
+        self.hidden_size = check_int("hidden_size", hidden_size)
         self.dtype = resolve_dtype(dtype)
         unknown = sorted(set(options) - set(self.default_options))
         if unknown:
@@ -238,14 +245,6 @@ def _check_param_memory(cell):
             f"{cell.dtype.name}, more than the memory limit of {limit:,} bytes; use smaller "
             "sizes or raise the limit with npcell.set_memory_limit(...)"
         )
-
-
-def _positive_int(name, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)):
-        raise ConfigError(f"{name} must be a positive int; got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ConfigError(f"{name} must be a positive int; got {value}")
-    return int(value)
 
 
 def make_cell(kind: str, input_size: int, hidden_size: int, *, dtype="float64", seed=0,

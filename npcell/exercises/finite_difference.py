@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy
 
 from ..cells import make_cell
-from ..gradcheck import GradcheckRow
+from ..gradcheck import GradcheckRow, relative_error
 from ..sequence import backward, forward
 
 
@@ -57,13 +57,6 @@ def numerical_gradient(f, x, eps=1e-5):
 # ============================================================================================
 TOL = 1e-7  # central differences reach ~1e-10 here; one-sided ones ~1e-5
 FLOOR = 1e-6  # denominator floor of the relative error (gradients near zero)
-
-
-def _relative_error(analytic, numeric):
-    analytic = numpy.asarray(analytic, dtype=numpy.float64)
-    numeric = numpy.asarray(numeric, dtype=numpy.float64)
-    denom = numpy.maximum(numpy.maximum(numpy.abs(analytic), numpy.abs(numeric)), FLOOR)
-    return numpy.abs(analytic - numeric) / denom
 
 
 def known_gradient_cases(seed=0):
@@ -136,7 +129,7 @@ def rows_from_results(results):
             rows.append(GradcheckRow(name, "fd", numpy.inf, numpy.inf, numpy.nan, numpy.nan, 0,
                                      TOL, hint="returned NaN or Inf"))
             continue
-        rel = _relative_error(analytic, numeric)
+        rel = relative_error(numpy.asarray(analytic, dtype=numpy.float64), numeric, FLOOR)
         worst = numpy.unravel_index(int(numpy.argmax(rel)), rel.shape)
         row = GradcheckRow(name, "fd", float(rel.max()),
                            float(numpy.abs(analytic - numeric).max()), float(analytic[worst]),

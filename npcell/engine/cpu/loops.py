@@ -22,14 +22,18 @@ The kernels take the pre-activations as they are (no row scales; those are the p
 device) and compute sigma(a) = 1 / (1 + exp(-a)) and tanh(a) = 2 / (1 + exp(-2a)) - 1, which
 are exact identities and saturate correctly when exp overflows.
 
-Numba is optional (``pip install npcell[fast]``). Without it :func:`available` is False and the
-plain path runs; ``npcell.engine.use_fused_kernels(False)`` forces the plain path with it.
+Numba is a default dependency on the Pythons it supports (an environment marker in
+pyproject.toml). Without it :func:`available` is False and the plain path runs;
+``npcell.engine.use_fused_kernels(False)`` forces the plain path with it.
 tests/test_kernels_cpu.py holds the two paths equal.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import sys
+from pathlib import Path
 
 import numpy
 
@@ -46,9 +50,26 @@ def available() -> bool:
 
 @functools.cache
 def _compiled():
-    from . import kernels  # compiles on first call of each kernel, then from its cache
+    """The Numba kernels module. Imported on first use, not with npcell: Numba is slow to import
+    and optional (the plain path runs without it). Each kernel compiles on its first call and
+    is cached on disk (``cache=True``); the first time, that takes ~20 s, so say so once."""
+    if not _disk_cache_exists():
+        print("npcell: compiling the Numba CPU kernels (once, about 20 s; cached on disk after)",
+              file=sys.stderr)
+    from . import kernels
 
     return kernels
+
+
+def _disk_cache_exists() -> bool:
+    """True when Numba's on-disk cache holds index files of our kernels: next to kernels.py in
+    __pycache__, or under NUMBA_CACHE_DIR when set (Numba's own two places)."""
+    here = Path(__file__).parent
+    places = [here / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        places.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    return any(next(place.rglob("kernels.*.nbi"), None) is not None
+               for place in places if place.is_dir())
 
 
 #: Up to this many input features X the loops below take the input term x_t W_x^T (and its
