@@ -5,6 +5,7 @@ import pytest
 
 from npcell import make_cell
 from npcell.cells.base import CELLS
+from npcell.cli import main
 from npcell.errors import ConfigError
 from npcell.gradcheck import COMPLEX_SAFE, gradcheck
 
@@ -62,3 +63,10 @@ def test_complex_step_refuses_float32_and_unknown_methods():
     with pytest.raises(ConfigError, match="method"):
         gradcheck(cell, x, method="forward")
     assert set(COMPLEX_SAFE) <= set(CELLS)
+
+
+def test_cli_gradcheck_method_complex(capsys):
+    assert main(["gradcheck", "--cell", "gru", "--method", "complex"]) == 0
+    assert "method=complex" in capsys.readouterr().out
+    assert main(["gradcheck", "--cell", "lstm", "--method", "complex", "--dtype",
+                 "float32"]) == 2
