@@ -24,7 +24,7 @@ _TARGET = r"[A-Za-z_][\w\[\]\"'.]*"
 _ASSIGNED = re.compile(rf"^\s*({_TARGET}(?:\s*,\s*{_TARGET})*)\s*[+\-*]?=(?!=)")
 
 
-DOCS = "docs/exercises.md in the npcell documentation (npcell exercises --help for the commands)"
+DOCS = "docs/exercises.md in the npcell documentation"
 
 # What a GRU file is given besides its forward: plain NumPy versions of npcell's activations
 _GIVEN_OPS = '''def array_module(a):
@@ -64,10 +64,10 @@ def _file_header(exercise, variant, student: bool) -> str:
     note = (_GIVEN_NOTE if exercise.context or variant is not None else
             "Write only inside the marked block; keep the function's name and signature.\n")
     return (
-        f'"""npcell exercise {exercise.name!r} ({kind} file): {exercise.title}.\n\n'
+        f'"""npcell exercise {exercise.name!r} ({kind} file).\n\n{exercise.title}.\n\n'
         f"{which}What to do:\n\n{task}\n\n"
         f"Grade it with:  npcell exercises check {exercise.name}.py\n\n{note}"
-        f"How the grader works and what its messages mean: {DOCS}.\n"
+        f"How the grader works and what its messages mean:\n{DOCS}.\n"
         '"""\n'
     )
 
