@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..backend import array_module
 from ..cells.gru import GRU_GATES
 from ..cells.ops import dsigmoid, dtanh
-from .activations import sigmoid_
+from .ops import sigmoid_
 
 
 def gru_forward(cell, params, x, state):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..backend import array_module
 from ..cells.ops import dsigmoid, dtanh
 from ..cells.ulstm import sigmoid_gates
-from .activations import sigmoid_
+from .ops import sigmoid_
 
 
 def ulstm_forward(cell, params, x, state):
