@@ -49,10 +49,11 @@ def _add(ex: Exercise):
 
 _CELL_TASK = """Write step_backward, the backward of step_forward above: (1) dL/da of each gate's
 pre-activation (da_i, da_f, da_g, da_o; no da_f when f = 1 - i), dL/dc_t (dc) and
-dL/dc_{t-1} (dc_prev), and, for gates that read the cell, dL/dz of the read (dz_i, dz_f, dz_o); (2) the gradient of every parameter
-(summed over the batch), dx and dL/dh_{t-1} (dh_prev). Derivatives take the activation's output:
-dsigmoid(s) = s (1 - s), dtanh(t) = 1 - t^2. A gate that reads c_t (the output gate) adds its
-term to dL/dc_t before dc feeds the other gates; gates that read c_{t-1} add theirs to dc_prev."""
+dL/dc_{t-1} (dc_prev), and, for gates that read the cell, dL/dz of the read (dz_i, dz_f,
+dz_o); (2) the gradient of every parameter (summed over the batch), dx and dL/dh_{t-1}
+(dh_prev). Derivatives take the activation's output: dsigmoid(s) = s (1 - s),
+dtanh(t) = 1 - t^2. A gate that reads c_t (the output gate) adds its term to dL/dc_t before dc
+feeds the other gates; gates that read c_{t-1} add theirs to dc_prev."""
 
 _add(Exercise("lstm", "Backward of one LSTM step (eq. 1-6)", "step_backward", _CELL_TASK))
 _add(Exercise("peephole", "Backward of one peephole LSTM step (eq. 16-18)", "step_backward",
