@@ -103,9 +103,20 @@ def test_student_file_has_the_solution_removed(name, tmp_path):
     assert "not implemented yet" in grade.message
 
 
-def test_finite_difference_file_has_no_bptt_boilerplate(tmp_path):
-    text = exercises.student_source(EXERCISES["finite_difference"])
-    assert "cache" not in text and "BPTT" not in text
+@pytest.mark.parametrize("solution", [False, True])
+def test_finite_difference_file_holds_only_what_that_exercise_needs(solution):
+    ex = EXERCISES["finite_difference"]
+    text = (exercises.solution_source if solution else exercises.student_source)(ex)
+    tree = ast.parse(text)
+    kinds = [type(node).__name__ for node in tree.body]
+    # the header docstring, `import numpy`, NPCELL_EXERCISE, the one function to write
+    assert kinds == ["Expr", "Import", "Assign", "FunctionDef"], kinds
+    assert [a.name for a in tree.body[1].names] == ["numpy"]
+    assert tree.body[3].name == "numerical_gradient"
+    assert "given (do not edit)" not in text
+    for word in ("cache", "BPTT", "step_forward", "sigmoid", "dstate", "W_", "dc_prev",
+                 "grads", "NPCELL_VARIANT"):
+        assert word not in text, word
 
 
 # Each catalogue bug and the student variable the grader must name for it (written out here so

@@ -110,6 +110,65 @@ def test_importing_the_reference_is_flagged(tmp_path):
     assert exercises.grade("lstm", path).status == "flagged"
 
 
+# spelled so that the static check (which reads the file's imports and names) cannot see it
+DYNAMIC_IMPORT = ("import builtins\n"
+                  "_load = getattr(builtins, '__imp' + 'ort__')\n"
+                  "_ref = _load('npc' + 'ell.cells.wmc', fromlist=['wmc_step_backward'])\n")
+
+
+def test_a_dynamically_built_import_of_npcell_is_refused_in_the_child_and_flagged(tmp_path):
+    text = (exercises.student_source(EXERCISES["wmc"]).split("# ---- your task")[0]
+            + "def step_backward(params, dstate, cache):\n"
+            + "".join("    " + line + "\n" for line in DYNAMIC_IMPORT.splitlines())
+            + "    return _ref.wmc_step_backward(params, dstate, cache)\n")
+    assert grader._static_flags(text, EXERCISES["wmc"]) == []  # the first line misses it
+    path = tmp_path / "wmc.py"
+    path.write_text(text)
+    grade = exercises.grade("wmc", path)
+    assert grade.status == "flagged" and grade.score == 0
+    assert "imports npcell at run time" in grade.message and "refused" in grade.message
+    # at import time too, and importlib.import_module (with a built name) is refused the same way
+    path = _student(tmp_path, DYNAMIC_IMPORT, solution=True)
+    assert "imports npcell at run time" in exercises.grade("lstm", path).message
+
+
+def test_npcell_is_not_importable_in_the_child_even_unflagged(tmp_path):
+    # the file reports what it sees; it is graded normally (the solution), with the report as
+    # its printed output: npcell absent from sys.modules and refused, no npcell folder on sys.path
+    probe = ("import sys, builtins, os\n"
+             "try:\n    getattr(builtins, '__imp' + 'ort__')('npc' + 'ell')\n"
+             "    print('REACHED')\nexcept ImportError as err:\n    print('REFUSED', err)\n"
+             "print('MODULES', [m for m in sys.modules if m.startswith('npc' + 'ell')])\n"
+             "print('PATHS', [p for p in sys.path if os.path.isfile("
+             "os.path.join(p, 'npc' + 'ell', 'exercises', 'grader.py'))])\n")
+    path = _student(tmp_path, probe, solution=True)
+    grade = exercises.grade("lstm", path)
+    assert "REFUSED" in grade.output and "REACHED" not in grade.output
+    assert "MODULES []" in grade.output
+    assert grade.status == "flagged"  # the attempt itself is what the instructor sees
+
+
+def test_the_finite_difference_functions_lead_nowhere_near_npcell(tmp_path):
+    # f is built in the child from fd_functions.py (NumPy only): its globals hold no reference
+    # solution and no npcell; a dynamically built import of npcell's reference is refused
+    peek = ("    print('GLOBALS', sorted(k for k in f.__globals__ if not k.startswith('__')))\n"
+            "    print('HAS', 'numerical_gradient' in f.__globals__)\n")
+    text = exercises.solution_source(EXERCISES["finite_difference"]).replace(
+        "    ### BEGIN SOLUTION\n", "    ### BEGIN SOLUTION\n" + peek, 1)
+    path = tmp_path / "finite_difference.py"
+    path.write_text(text)
+    grade = exercises.grade("finite_difference", path)
+    assert grade.passed and "GLOBALS ['make', 'numpy']" in grade.output
+    assert "HAS True" not in grade.output
+    cheat = ("def numerical_gradient(f, x, eps=1e-5):\n"
+             + "".join("    " + line + "\n" for line in DYNAMIC_IMPORT.replace(
+                 "cells.wmc", "exercises.finite_difference").splitlines())
+             + "    return _ref.numerical_gradient(f, x, eps)\n")
+    path.write_text("import numpy\n\n" + cheat)
+    grade = exercises.grade("finite_difference", path)
+    assert grade.status == "flagged" and "imports npcell at run time" in grade.message
+
+
 def test_a_numerical_gradient_of_the_given_forward_is_flagged(tmp_path):
     numeric = ("def step_backward(params, dstate, cache):\n"
                "    state = {'h': cache['h_prev'], 'c': cache['c_prev']}\n"
@@ -132,12 +191,15 @@ def test_monkey_patching_npcell_or_the_grader_cannot_reach_the_grading_process(t
     grade = exercises.grade("lstm", path)
     assert grade.wrong == ["da_i"] and grade.score == 90  # the math is still checked here
     assert np.abs(np.array([-1.0]))[0] == 1.0 and grader.TOL == 1e-7
-    # importing and patching npcell's grader itself: flagged, and our grader is untouched
+    # importing and patching npcell's grader itself: flagged statically, refused in the child
+    # (npcell is not importable there, so the patch never runs), and our grader is untouched
     text = exercises.BUGS["lstm_input_gate_sign"].source() + (
         "\nimport npcell.exercises.grader as g\ng.TOL = 1e9\ng.locate = lambda *a: []\n")
     path.write_text(text)
     grade = exercises.grade("lstm", path)
-    assert grade.status == "flagged" and grade.score == 0 and grade.wrong == ["da_i"]
+    assert grade.status == "flagged" and grade.score == 0
+    assert "it imports npcell.exercises.grader (npcell's reference code)" in grade.message
+    assert "refused in the sandbox" in grade.message
     assert grader.TOL == 1e-7
 
 

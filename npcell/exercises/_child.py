@@ -8,10 +8,18 @@ read back with ``allow_pickle=False``) and ``WORKDIR/status.json``. It computes 
 parent compares the arrays with its own numerical derivatives. Whatever this process writes or
 prints is data for the parent, never a verdict.
 
-It imports only the standard library and NumPy before the student's code runs (npcell itself
-only for the finite-difference exercise, whose test functions live there).
+It imports only the standard library and NumPy, and npcell is not importable here: before the
+student's code runs, :func:`_refuse_npcell` puts a finder first on ``sys.meta_path`` that refuses
+``npcell`` and everything under it (however the import is spelled: ``import``, ``__import__``
+reached through ``getattr``, ``importlib``) and records the attempt, which the parent flags.
+The grader's static check of the file is the second line, not the only one. (A student who
+removes the finder again is running code written to get round the grader: the parent's static
+check flags the tools for that, and per-student variants keep npcell's code from being the
+answer.) The finite-difference tests come from ``fd_functions.py``, loaded by path, NumPy only.
 """
 
+import importlib.abc
+import importlib.util
 import json
 import os
 import sys
@@ -23,6 +31,41 @@ import numpy
 _IDENT = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 # Taken before the student's code runs, so rebinding them in the student's module changes nothing
 _savez, _asarray, _dump, _exit, _open = numpy.savez, numpy.asarray, json.dump, os._exit, open
+
+
+class _RefuseNpcell(importlib.abc.MetaPathFinder):
+    """Refuses ``npcell`` and its submodules; ``attempts`` lists what was asked for."""
+
+    def __init__(self):
+        self.attempts = []
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "npcell" or name.startswith("npcell."):
+            self.attempts.append(name)
+            raise ImportError(f"npcell cannot be imported by a submission (asked for {name})")
+        return None
+
+
+def _refuse_npcell():
+    """Make npcell unreachable from here: no folder of this package on sys.path (Python < 3.11
+    puts the script's folder there even with -I), nothing of npcell in sys.modules, and a finder
+    that refuses it first on sys.meta_path. Returns the finder (its ``attempts``)."""
+    here = os.path.dirname(os.path.realpath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != here]
+    for name in [m for m in sys.modules if m == "npcell" or m.startswith("npcell.")]:
+        del sys.modules[name]
+    finder = _RefuseNpcell()
+    sys.meta_path.insert(0, finder)
+    return finder
+
+
+def _load_fd_functions():
+    """fd_functions.py of this folder, loaded by path and NOT put in sys.modules."""
+    path = os.path.join(os.path.dirname(os.path.realpath(__file__)), "fd_functions.py")
+    spec = importlib.util.spec_from_file_location("_npcell_fd_functions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _describe(err, student):
@@ -110,17 +153,18 @@ def _run_step_cases(fn, job, inputs, outputs, status, student):
         _store(outputs, "dstate_prev", dstate_prev, report)
 
 
-def _run_fd_cases(fn, job, outputs, status, student):
-    # imported here, not at the top: for the step exercises the child must not import npcell
-    # (nothing of it needs to be there); the finite-difference tests live in npcell
-    from npcell.exercises.finite_difference import known_gradient_cases
-
-    for n, (name, f, x, _analytic, eps) in enumerate(known_gradient_cases(job["seed"])):
-        report = {"case": n, "name": name, "error": None, "mutated": []}
+def _run_fd_cases(fn, job, inputs, outputs, status, student, fd_functions):
+    ns = {"numpy": numpy}
+    exec(compile(job["step_source"], "<npcell lstm step>", "exec"), ns)  # noqa: S102 - ours
+    for n, case in enumerate(job["cases"]):
+        arrays = {k.split(".", 2)[2]: v for k, v in inputs.items() if k.startswith(f"{n}.a.")}
+        f = fd_functions.make(case["kind"], arrays, ns["step_forward"])
+        x = inputs[f"{n}.x.x"].copy()
+        report = {"case": n, "name": case["name"], "error": None, "mutated": []}
         status["cases"].append(report)
         before = x.copy()
         try:
-            numeric = fn(f, x, eps)
+            numeric = fn(f, x, case["eps"])
         except BaseException as err:  # noqa: BLE001
             report["error"] = _describe(err, student)
             continue
@@ -136,8 +180,11 @@ def main():
     student, workdir = sys.argv[1], sys.argv[2]
     with _open(os.path.join(workdir, "job.json")) as fh:
         job = json.load(fh)
-    sys.path.insert(0, job["npcell_root"])
-    status = {"loaded": False, "load_error": None, "cases": []}
+    with numpy.load(os.path.join(workdir, "inputs.npz"), allow_pickle=False) as data:
+        inputs = {k: data[k] for k in data.files}
+    fd_functions = _load_fd_functions() if job["kind"] == "fd" else None
+    finder = _refuse_npcell()
+    status = {"loaded": False, "load_error": None, "cases": [], "npcell_imports": []}
     outputs = {}
     try:
         try:
@@ -157,12 +204,11 @@ def main():
             status["load_error"] = _describe(err, student)
         if status["loaded"]:
             if job["kind"] == "fd":
-                _run_fd_cases(fn, job, outputs, status, student)
+                _run_fd_cases(fn, job, inputs, outputs, status, student, fd_functions)
             else:
-                with numpy.load(os.path.join(workdir, "inputs.npz"), allow_pickle=False) as data:
-                    inputs = {k: data[k] for k in data.files}
                 _run_step_cases(fn, job, inputs, outputs, status, student)
     finally:
+        status["npcell_imports"] = sorted(set(finder.attempts))
         _savez(os.path.join(workdir, "outputs.npz"), **outputs)
         with _open(os.path.join(workdir, "status.json"), "w") as fh:
             _dump(status, fh)

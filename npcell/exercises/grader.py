@@ -60,7 +60,7 @@ class Part:
 def default_rubric(exercise, variant=None) -> list[Part]:
     """The parts of an exercise's backward and their points (sum 100)."""
     if exercise.name == "finite_difference":
-        names = [c[0] for c in finite_difference.known_gradient_cases(0)]
+        names = [c.name for c in finite_difference.known_gradient_cases(0)]
         parts = [Part(f"test{n}", name, 16.0, (name,)) for n, name in enumerate(names)]
         return parts + [Part("restores_x", "x unchanged after the call", 20.0,
                              ("x unchanged after the call",))]
@@ -483,6 +483,9 @@ def _child_ok(run, ex, path, result) -> bool:
                               f"{run.returncode}: os._exit() or a crash) before it was graded; "
                               "remove any exit calls.")
         return False
+    for name in run.status.get("npcell_imports") or ():  # refused in the child, flagged here
+        result.flags.append(f"it imports {name} at run time (npcell's reference code; refused "
+                            "in the sandbox)")
     error = run.status.get("load_error")
     if error:
         result.status = "error"
@@ -653,8 +656,13 @@ def _score(result):
 def _grade_fd(ex, path, result, timeout, memory_bytes):
     seed = 0
     cases = finite_difference.known_gradient_cases(seed)
-    run = sandbox.run(path, {"function": ex.function, "kind": "fd", "seed": seed, "cases": []},
-                      {}, timeout=timeout, memory_bytes=memory_bytes)
+    inputs = {f"{n}.x.x": case.x for n, case in enumerate(cases)}
+    for n, case in enumerate(cases):
+        inputs.update({f"{n}.a.{name}": a for name, a in case.arrays.items()})
+    job = {"function": ex.function, "kind": "fd",
+           "cases": [{"name": c.name, "kind": c.kind, "eps": c.eps} for c in cases],
+           "step_source": finite_difference.lstm_step_source()}
+    run = sandbox.run(path, job, inputs, timeout=timeout, memory_bytes=memory_bytes)
     result.output = (run.stdout + run.stderr).strip()
     if not _child_ok(run, ex, path, result):
         return
@@ -665,10 +673,10 @@ def _grade_fd(ex, path, result, timeout, memory_bytes):
             result.message = _case_error(report, ex, path, None)
             return
     results = []
-    for n, (name, _f, _x, analytic, eps) in enumerate(cases):
+    for n, case in enumerate(cases):
         report = reports[n] if n < len(reports) else {"error": {"type": "missing"}}
         error = report.get("error")
-        results.append((name, analytic, eps, run.outputs.get(f"{n}.numeric"),
+        results.append((case.name, case.analytic, case.eps, run.outputs.get(f"{n}.numeric"),
                         None if not error else f"raised {error['type']}: {error.get('message')}",
                         bool(report.get("x_changed"))))
     rows = finite_difference.rows_from_results(results)

@@ -39,7 +39,6 @@ MEMORY_BYTES = 2 * 1024**3  # address space of the child (NumPy + BLAS need a fe
 OUTPUT_BYTES = 16 * 1024**2  # largest file the child may write
 SHOWN_OUTPUT = 4000  # characters of the child's stdout/stderr kept for the student
 CHILD = Path(__file__).with_name("_child.py")
-NPCELL_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the npcell package
 
 
 @dataclass
@@ -89,7 +88,7 @@ def run(student_path, job: dict, inputs: dict, *, timeout=TIMEOUT_S,
         student = workdir / student_path.name
         shutil.copyfile(student_path, student)
         numpy.savez(workdir / "inputs.npz", **inputs)
-        (workdir / "job.json").write_text(json.dumps({**job, "npcell_root": NPCELL_ROOT}))
+        (workdir / "job.json").write_text(json.dumps(job))
         out_file, err_file = workdir / ".stdout", workdir / ".stderr"
         start = time.perf_counter()
         timed_out = False
