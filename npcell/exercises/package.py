@@ -228,8 +228,6 @@ def _cell(kind, source, grade_id, *, solution=False, grade=False, locked=False, 
 
 def write_notebook(exercise, directory, *, variant=None, force=False) -> Path:
     """An nbgrader source notebook ``<directory>/<name>.ipynb`` of ``exercise``."""
-    if exercise.name == "finite_difference":
-        raise ValueError("the finite_difference exercise has no notebook version yet")
     path = Path(directory) / f"{exercise.name}.ipynb"
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
