@@ -22,6 +22,7 @@ from ..exercises import (
     grade,
     read_header,
     render,
+    students,
     write_exercise,
 )
 from ..exercises import package as packaging
@@ -37,6 +38,12 @@ def add_cli_arguments(parser):
     p.add_argument("directory", metavar="DIR")
     p.add_argument("--variant", type=int, default=None, metavar="SEED",
                    help="a per-student variant of the cell drawn from SEED (lstm, peephole, wmc)")
+    p.add_argument("--student", action="append", default=None, metavar="ID",
+                   help="write this student's variant, derived from ID and --salt (repeat for "
+                        "a group); the id their platform reports, e.g. Gradescope's user id")
+    p.add_argument("--salt", default=None, metavar="TEXT",
+                   help="the course's salt for --student (the same one `package --salt` bakes "
+                        "into the autograder)")
     p.add_argument("--solution", action="store_true",
                    help="write the solution file instead (markers kept, for instructors)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -46,6 +53,10 @@ def add_cli_arguments(parser):
                    help="exercise name (default: the file's NPCELL_EXERCISE, else its file name)")
     p.add_argument("--variant", type=int, default=None, metavar="SEED",
                    help="grade as this variant (default: the file's NPCELL_VARIANT)")
+    p.add_argument("--metadata", default=None, metavar="PATH",
+                   help="Gradescope's submission_metadata.json: grade the variant derived from "
+                        "its users' ids and --salt, whatever the file's NPCELL_VARIANT says")
+    p.add_argument("--salt", default=None, metavar="TEXT", help="the course's salt (--metadata)")
     p.add_argument("--format", choices=FORMATS, default="text", help="output document")
     p.add_argument("--out", default=None, metavar="PATH",
                    help="write the document to PATH instead of stdout")
@@ -59,6 +70,9 @@ def add_cli_arguments(parser):
     p.add_argument("--platform", choices=("gradescope", "prairielearn"), required=True)
     p.add_argument("--variant", type=int, default=None, metavar="SEED",
                    help="grade every submission as this variant (default: each file's own)")
+    p.add_argument("--salt", default=None, metavar="TEXT",
+                   help="per-student variants (gradescope): grade each submission as the "
+                        "variant derived from the submitter's user id and this salt")
     p.add_argument("--rubric", default=None, metavar="JSON")
     p = sub.add_parser("notebook", help="an nbgrader source notebook NAME.ipynb in DIR")
     p.add_argument("name", metavar="NAME")
@@ -85,6 +99,24 @@ def _variant(ex, seed):
     if seed is not None and seed < 0:
         raise UsageError(f"--variant must be a seed >= 0; got {seed}")
     return seed
+
+
+def _student_seed(ex, ids, salt, variant, what):
+    """The seed of ``--student`` / ``--metadata`` (None when neither is given)."""
+    if ids is None and salt is None:
+        return None
+    if ids is None or not salt:
+        raise UsageError(f"{what} and --salt go together (the salt the student files were "
+                         "written with); got only one of them")
+    if variant is not None:
+        raise UsageError(f"--variant and {what} both choose the variant; give one of them")
+    if not ex.has_variants:
+        raise UsageError(f"exercise {ex.name!r} has no variants; {what} works for lstm, "
+                         "peephole, wmc")
+    try:
+        return students.student_seed(salt, ex.name, ids)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def _rubric(text):
@@ -119,6 +151,8 @@ def cli_main(args) -> int:
     if args.action == "new":
         ex = _exercise(args.name)
         seed = _variant(ex, args.variant)
+        assigned = _student_seed(ex, args.student, args.salt, seed, "--student")
+        seed = seed if assigned is None else assigned
         variant = None if seed is None else draw(ex.name, seed)
         return _write_new(lambda: write_exercise(ex, args.directory, solution=args.solution,
                                                  variant=variant, force=args.force),
@@ -141,8 +175,15 @@ def cli_main(args) -> int:
         return 0
     if args.action == "package":
         ex = _exercise(args.name)
-        path = packaging.package(ex, args.outdir, platform=args.platform,
-                                 variant=_variant(ex, args.variant), rubric=_rubric(args.rubric))
+        seed = _variant(ex, args.variant)
+        if args.salt is not None:
+            _student_seed(ex, ["check"], args.salt, seed, "--salt")  # the same checks as check's
+            if args.platform != "gradescope":
+                raise UsageError("--salt (per-student variants) works with --platform "
+                                 "gradescope: PrairieLearn's grading data carries no user id "
+                                 "(docs/exercises.md)")
+        path = packaging.package(ex, args.outdir, platform=args.platform, variant=seed,
+                                 rubric=_rubric(args.rubric), salt=args.salt)
         print(f"wrote {path}")
         return 0
     if args.action == "notebook":
@@ -161,11 +202,24 @@ def cli_main(args) -> int:
     header = read_header(path)
     ex = _exercise(args.exercise or header["exercise"] or path.stem)
     seed = _variant(ex, args.variant)  # None: the file's own NPCELL_VARIANT
+    ids = None
+    if args.metadata is not None:
+        try:
+            ids = students.gradescope_ids(args.metadata)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    elif args.salt is not None:
+        raise UsageError("--salt needs --metadata (the submission's metadata file)")
+    assigned = _student_seed(ex, ids, args.salt, seed, "--metadata")
+    seed = seed if assigned is None else assigned
     options = {} if args.timeout is None else {"timeout": args.timeout}
     try:
         result = grade(ex, path, variant=seed, rubric=_rubric(args.rubric), **options)
     except ValueError as err:  # a rubric naming parts this exercise does not have
         raise UsageError(str(err)) from None
+    if assigned is not None and header["variant"] != assigned:
+        result.warnings.append(students.mismatch_line(header["variant"], assigned,
+                                                      "your Gradescope account"))
     document = render(result, args.format)
     if args.out:
         out = Path(args.out)

@@ -22,7 +22,7 @@ grading process computes every number from its own forward and complex-step deri
 
 from __future__ import annotations
 
-from . import finite_difference, notebook, package, sandbox, variants
+from . import finite_difference, notebook, package, sandbox, students, variants
 from .catalogue import BUGS, EXERCISES, Exercise, PlantedBug
 from .formats import FORMATS, render
 from .generator import read_header, solution_source, strip_solutions, student_source, write_exercise
@@ -52,6 +52,7 @@ __all__ = [
     "sandbox",
     "solution_source",
     "strip_solutions",
+    "students",
     "student_source",
     "variants",
     "write_exercise",

@@ -136,6 +136,7 @@ class Grade:
     tensors: dict = field(default_factory=dict)  # name -> TensorCheck
     notes: list = field(default_factory=list)
     flags: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # shown first: e.g. a variant mismatch
     output: str = ""  # what the student's code printed (not a grade)
     seconds: float = 0.0
     cases: tuple = ()
@@ -167,7 +168,8 @@ class Grade:
                             "index": list(t.index) if t.index is not None else None,
                             "yours": _finite(t.yours), "expected": _finite(t.expected),
                             "hint": t.signature} for n, t in self.tensors.items()},
-            "notes": list(self.notes), "flags": list(self.flags), "output": self.output,
+            "notes": list(self.notes), "flags": list(self.flags),
+            "warnings": list(self.warnings), "output": self.output,
             "seconds": round(self.seconds, 3), "feedback": str(self),
         }
 
@@ -188,6 +190,8 @@ class Grade:
             name += " (the paper's cell)" if seed is None else f" (variant {seed})"
         lines = [f"npcell exercise {name}: {self.score:g}/{self.max_score:g}"
                  + ("  PASS" if self.passed else "")]
+        for warning in self.warnings:
+            lines += ["", "Warning: " + warning]
         if self.status != "graded":
             lines += ["", self.message]
         lines.append("")

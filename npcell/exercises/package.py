@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -54,10 +55,12 @@ def build_wheel(outdir) -> Path:
         return Path(shutil.copy(wheel, outdir))
 
 
-def _check_args(exercise, variant, rubric):
+def _check_args(exercise, variant, rubric, salt=None):
     args = f"--exercise {exercise.name}"
     if variant is not None:
         args += f" --variant {int(variant)}"
+    if salt is not None:  # per-student variants: the submitter's ids, read before the file runs
+        args += f' --metadata "$ROOT/submission_metadata.json" --salt {shlex.quote(salt)}'
     if rubric:
         args += ' --rubric "$SOURCE/rubric.json"'
     return args
@@ -80,6 +83,8 @@ _RUN = """#!/usr/bin/env bash
 # sandbox (a child process with time and memory limits); this script writes results.json
 # after that child has ended, so nothing the submission writes there survives.
 set -uo pipefail
+{  # bash reads this block whole before running it, so a submission that rewrites this file
+   # while it runs changes nothing
 ROOT="${NPCELL_AUTOGRADER_ROOT:-/autograder}"
 SOURCE="$ROOT/source"
 RESULTS="${NPCELL_RESULTS_DIR:-$ROOT/results}"
@@ -105,6 +110,7 @@ if [ $STATUS -ne 0 ]; then
     fail "The autograder itself failed (exit status $STATUS); please tell your instructor."
 fi
 exit 0
+}
 """
 
 _PL_RUN = """#!/usr/bin/env bash
@@ -112,6 +118,7 @@ _PL_RUN = """#!/usr/bin/env bash
 # /grade/student, results go to /grade/results/results.json (written after the sandboxed
 # child that runs the student's code has ended).
 set -uo pipefail
+{  # read whole before it runs (see run_autograder)
 ROOT="${NPCELL_AUTOGRADER_ROOT:-/grade}"
 SOURCE="$ROOT/serverFilesCourse/npcell_grader"
 RESULTS="${NPCELL_RESULTS_DIR:-$ROOT/results}"
@@ -127,16 +134,25 @@ if [ $? -ne 0 ]; then
         open(sys.argv[1], "w"))' "$RESULTS/results.json"
 fi
 exit 0
+}
 """
 
 
-def package(exercise, outdir, *, platform, variant=None, rubric=None) -> Path:
-    """Write the autograder of ``exercise`` for ``platform`` into ``outdir``; returns the zip."""
+def package(exercise, outdir, *, platform, variant=None, rubric=None, salt=None) -> Path:
+    """Write the autograder of ``exercise`` for ``platform`` into ``outdir``; returns the zip.
+
+    ``salt`` (gradescope, LSTM-family exercises): grade each submission as the variant
+    :func:`~npcell.exercises.students.student_seed` derives from the submitters' Gradescope ids
+    and this salt (the one the students' files were written with)."""
     outdir = Path(outdir)
+    if salt is not None and (platform != "gradescope" or not exercise.has_variants
+                             or variant is not None or not salt):
+        raise ValueError("a salt (per-student variants) needs platform='gradescope', an "
+                         "LSTM-family exercise, no fixed variant and non-empty text")
     outdir.mkdir(parents=True, exist_ok=True)
     if rubric:
         apply_rubric(default_rubric(exercise, _variant(exercise, variant)), rubric)  # validate
-    args = _check_args(exercise, variant, rubric)
+    args = _check_args(exercise, variant, rubric, salt)
     if platform == "gradescope":
         return _gradescope(exercise, outdir, args, rubric)
     if platform == "prairielearn":
