@@ -157,3 +157,11 @@ def test_the_gradescope_zip_grades_the_variant_of_the_submitter(tmp_path, monkey
     (root / "submission_metadata.json").unlink()
     got = run(ours)
     assert got["score"] == 0 and "autograder itself failed" in got["output"]
+
+
+def test_the_documented_warning_is_the_one_the_grader_writes():
+    docs = Path(exercises.__file__).parents[2] / "docs" / "exercises.md"
+    text = " ".join(docs.read_text().split())
+    line = students.mismatch_line(17, students.student_seed("fall26", "lstm", ["4242"]),
+                                  "your Gradescope account")
+    assert line in text
