@@ -38,7 +38,7 @@ def test_the_seed_depends_on_salt_exercise_and_ids(ids, name):
     assert seed != students.student_seed(SALT, other, ids)
 
 
-def test_bad_salt_ids_and_metadata_are_one_line_errors(tmp_path):
+def test_bad_salt_ids_and_metadata_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="salt"):
         students.student_seed("", "lstm", ["1"])
     with pytest.raises(ValueError, match="student ids"):
@@ -51,7 +51,23 @@ def test_bad_salt_ids_and_metadata_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="not JSON"):
         students.gradescope_ids(meta)
     assert main(["exercises", "check", str(meta), "--exercise", "lstm", "--metadata",
-                 str(meta)]) == 2  # --metadata without --salt: a usage error
+                 str(meta)]) == 2  # metadata that is not JSON: a usage error
+    assert "is not JSON" in capsys.readouterr().err
+    _metadata(meta, 7)
+    assert main(["exercises", "check", str(meta), "--exercise", "lstm", "--metadata",
+                 str(meta)]) == 2
+    assert "--metadata and --salt go together" in capsys.readouterr().err
+    for args, says in ((["new", "lstm", str(tmp_path), "--student", "7"], "go together"),
+                       (["new", "gru", str(tmp_path), "--student", "7", "--salt", SALT],
+                        "has no variants"),
+                       (["new", "lstm", str(tmp_path), "--student", "7", "--salt", SALT,
+                         "--variant", "3"], "give one of them"),
+                       (["package", "wmc", str(tmp_path), "--platform", "prairielearn",
+                         "--salt", SALT], "no user id")):
+        assert main(["exercises", *args]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.glob("*.py")) and not list(tmp_path.glob("*prairielearn*"))
 
 
 def _metadata(path, *ids):
@@ -117,7 +133,7 @@ def test_the_gradescope_zip_grades_the_variant_of_the_submitter(tmp_path, monkey
     wheel = tmp_path / "npcell-0.0.0-py3-none-any.whl"
     wheel.write_bytes(b"not installed here")
     monkeypatch.setenv("NPCELL_WHEEL", str(wheel))
-    with pytest.raises(ValueError, match="salt"):
+    with pytest.raises(ValueError, match="no user id"):
         package.package(EXERCISES["wmc"], tmp_path, platform="prairielearn", salt=SALT)
     zip_path = package.package(EXERCISES["wmc"], tmp_path / "dist", platform="gradescope",
                                salt=SALT)

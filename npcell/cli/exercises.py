@@ -175,15 +175,12 @@ def cli_main(args) -> int:
         return 0
     if args.action == "package":
         ex = _exercise(args.name)
-        seed = _variant(ex, args.variant)
-        if args.salt is not None:
-            _student_seed(ex, ["check"], args.salt, seed, "--salt")  # the same checks as check's
-            if args.platform != "gradescope":
-                raise UsageError("--salt (per-student variants) works with --platform "
-                                 "gradescope: PrairieLearn's grading data carries no user id "
-                                 "(docs/exercises.md)")
-        path = packaging.package(ex, args.outdir, platform=args.platform, variant=seed,
-                                 rubric=_rubric(args.rubric), salt=args.salt)
+        try:
+            path = packaging.package(ex, args.outdir, platform=args.platform,
+                                     variant=_variant(ex, args.variant),
+                                     rubric=_rubric(args.rubric), salt=args.salt)
+        except ValueError as err:  # a salt where per-student variants cannot work, a rubric key
+            raise UsageError(str(err)) from None
         print(f"wrote {path}")
         return 0
     if args.action == "notebook":

@@ -145,10 +145,8 @@ def package(exercise, outdir, *, platform, variant=None, rubric=None, salt=None)
     :func:`~npcell.exercises.students.student_seed` derives from the submitters' Gradescope ids
     and this salt (the one the students' files were written with)."""
     outdir = Path(outdir)
-    if salt is not None and (platform != "gradescope" or not exercise.has_variants
-                             or variant is not None or not salt):
-        raise ValueError("a salt (per-student variants) needs platform='gradescope', an "
-                         "LSTM-family exercise, no fixed variant and non-empty text")
+    if salt is not None:
+        _check_salt(exercise, platform, variant, salt)
     outdir.mkdir(parents=True, exist_ok=True)
     if rubric:
         apply_rubric(default_rubric(exercise, _variant(exercise, variant)), rubric)  # validate
@@ -158,6 +156,21 @@ def package(exercise, outdir, *, platform, variant=None, rubric=None, salt=None)
     if platform == "prairielearn":
         return _prairielearn(exercise, outdir, args, rubric, variant)
     raise ValueError(f"platform must be 'gradescope' or 'prairielearn'; got {platform!r}")
+
+
+def _check_salt(exercise, platform, variant, salt):
+    """Per-student variants need a Gradescope package of an LSTM-family exercise, no fixed
+    variant and a non-empty salt; ValueError with one line otherwise."""
+    if platform != "gradescope":
+        raise ValueError("--salt (per-student variants) works with --platform gradescope: "
+                         "PrairieLearn's grading data carries no user id (docs/exercises.md)")
+    if not exercise.has_variants:
+        raise ValueError(f"exercise {exercise.name!r} has no variants; --salt works for lstm, "
+                         "peephole, wmc")
+    if variant is not None:
+        raise ValueError("--variant and --salt both choose the variant; give one of them")
+    if not isinstance(salt, str) or not salt:
+        raise ValueError(f"the salt must be non-empty text; got {salt!r}")
 
 
 def _variant(exercise, seed):
