@@ -12,10 +12,10 @@ It imports only the standard library and NumPy, and npcell is not importable her
 student's code runs, :func:`_refuse_npcell` puts a finder first on ``sys.meta_path`` that refuses
 ``npcell`` and everything under it (however the import is spelled: ``import``, ``__import__``
 reached through ``getattr``, ``importlib``) and records the attempt, which the parent flags.
-The grader's static check of the file is the second line, not the only one. (A student who
-removes the finder again is running code written to get round the grader: the parent's static
-check flags the tools for that, and per-student variants keep npcell's code from being the
-answer.) The finite-difference tests come from ``fd_functions.py``, loaded by path, NumPy only.
+The grader's static check of the file is the second line, not the only one. (This is the
+student's own process: code written on purpose to remove the finder again is not stopped; what
+keeps npcell's code from being the answer is the per-student variant, which npcell has no
+backward for.) The finite-difference tests come from ``fd_functions.py``, loaded by path, NumPy only.
 """
 
 import importlib.abc
