@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npcell import exercises
-from npcell.cells import make_cell
+from npcell.cells import lstm, make_cell, peephole, wmc
 from npcell.cli import main
 from npcell.exercises import BUGS, EXERCISES, grader, variants
 from npcell.exercises.generator import BEGIN, END
@@ -373,3 +373,27 @@ def test_mistakes_in_drawn_variants_are_located(name, want, old, new, variable, 
     grade = exercises.grade(name, path)  # the variant comes from the file's NPCELL_VARIANT
     assert grade.variant["seed"] == seed
     assert grade.wrong == [variable], str(grade)
+
+
+NPCELL_FORWARD = {"lstm": lstm.lstm_step_forward, "peephole": peephole.peephole_step_forward,
+                  "wmc": wmc.wmc_step_forward}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(variants.CELL_EXERCISES), st.integers(0, 2**32 - 1))
+def test_no_drawn_variant_is_a_cell_npcell_implements(name, seed):
+    # if npcell's reference forward computed the same step on the variant's parameters, its
+    # reference backward would be the answer: a drawn variant must differ from it
+    v = variants.draw(name, seed)
+    rng = np.random.default_rng(0)
+    params = variants.init_params(v, 3, 4, rng)
+    x = rng.standard_normal((2, 3))
+    state = {"h": rng.standard_normal((2, 4)), "c": rng.standard_normal((2, 4))}
+    ns = {"numpy": np}
+    exec(variants.helpers_source(v) + variants.forward_source(v), ns)  # noqa: S102 - ours
+    theirs, _ = ns["step_forward"](params, x, state)
+    try:
+        ours, _ = NPCELL_FORWARD[name](params, x, state)
+    except (KeyError, ValueError):
+        return  # npcell's cell does not even take these parameters
+    assert not np.allclose(ours["h"], theirs["h"]), v

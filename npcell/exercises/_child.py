@@ -15,7 +15,8 @@ reached through ``getattr``, ``importlib``) and records the attempt, which the p
 The grader's static check of the file is the second line, not the only one. (This is the
 student's own process: code written on purpose to remove the finder again is not stopped; what
 keeps npcell's code from being the answer is the per-student variant, which npcell has no
-backward for.) The finite-difference tests come from ``fd_functions.py``, loaded by path, NumPy only.
+backward for.) The finite-difference tests come from ``fd_functions.py``, loaded by path,
+NumPy only.
 """
 
 import importlib.abc

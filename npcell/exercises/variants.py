@@ -115,10 +115,16 @@ def draw(exercise: str, seed: int) -> Variant:
     rng = random.Random(f"npcell-variant-{exercise}-{seed}")
     coupled = rng.random() < 0.5
     candidate = rng.choice(sorted(CANDIDATES))
+    readers = [g for g in READERS if not (coupled and g == "f")]
+    reads = ()
+    if exercise != "lstm":
+        reads = tuple(g for g in readers if rng.random() < 0.6) or (rng.choice(readers),)
+    if candidate == "tanh" and not coupled and reads in ((), READERS):
+        # every gate as in the paper: npcell's own cell, whose reference backward would be the
+        # answer; change the candidate instead (decided last, so other seeds keep their cell)
+        candidate = sorted(c for c in CANDIDATES if c != "tanh")[seed % 2]
     if exercise == "lstm":
         return Variant("lstm", candidate=candidate, coupled=coupled, seed=seed)
-    readers = [g for g in READERS if not (coupled and g == "f")]
-    reads = tuple(g for g in readers if rng.random() < 0.6) or (rng.choice(readers),)
     if exercise == "peephole":
         return Variant("peephole", reads=reads, diagonal=rng.random() < 0.5,
                        candidate=candidate, coupled=coupled, seed=seed)
