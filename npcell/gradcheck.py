@@ -1,4 +1,4 @@
-"""Finite-difference gradient checks with a readable report (DESIGN section 4).
+"""Finite-difference gradient checks with a readable report.
 
 The loss is a random weighted sum of every output, L = sum(R_h * h) + sum_k sum(R_k * state_T[k]),
 with R drawn from a private seeded Generator (the caller's RNG is untouched). The analytic
