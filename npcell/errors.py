@@ -65,11 +65,13 @@ def _type_name(value) -> str:
 
 
 def check_int(name, value, low=1) -> int:
-    """An int (NumPy ints too, never a bool) >= ``low``, or ConfigError naming ``name``."""
-    expected = {1: "a positive int", 0: "a non-negative int"}.get(low, f"an int >= {low}")
+    """An int (NumPy ints too, never a bool) >= ``low`` (any int: None), or ConfigError naming
+    ``name``."""
+    expected = {1: "a positive int", 0: "a non-negative int", None: "an int"}.get(
+        low, f"an int >= {low}")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy ints count
         raise ConfigError(f"{name} must be {expected}; got {value!r} ({_type_name(value)})")
-    if value < low:
+    if low is not None and value < low:
         raise ConfigError(f"{name} must be {expected}; got {value!r}")
     return int(value)
 
