@@ -59,6 +59,14 @@ def shape_str(shape) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def key_difference(expected, got) -> str:
+    """'' when ``got`` has exactly the keys ``expected``; else "missing [...], unexpected [...]"
+    (missing in ``expected``'s order, unexpected in ``got``'s), the tail of a one-line error."""
+    missing = [k for k in expected if k not in got]
+    extra = [k for k in got if k not in expected]
+    return f"missing {missing}, unexpected {extra}" if missing or extra else ""
+
+
 # ----- the shared argument validators: one per kind of argument --------------------------------
 def _type_name(value) -> str:
     return type(value).__name__

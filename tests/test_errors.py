@@ -18,6 +18,7 @@ from npcell.errors import (
     NonFiniteError,
     NpcellError,
     ShapeError,
+    key_difference,
 )
 from npcell.sequence import estimate_cache_bytes
 
@@ -418,3 +419,8 @@ def test_cell_options_are_stored_as_the_type_of_their_default():
     with pytest.raises(ConfigError, match=r"option S \(inner loop steps\) of cell kind 'fw_rnn' "
                                           r"must be a positive int; got 0"):
         npcell.make_cell("fw_rnn", 3, 4, S=0)
+
+
+def test_key_difference_names_what_is_missing_and_what_is_extra():
+    assert key_difference(("h", "c"), {"c": 1, "z": 2}) == "missing ['h'], unexpected ['z']"
+    assert key_difference(("h", "c"), {"c": 1, "h": 2}) == ""
