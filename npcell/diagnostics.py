@@ -72,6 +72,10 @@ class Diagnosis:
         enters step t's backward: for h it includes the loss term at t; for c it is the part
         carried back from step t+1 (h_t held fixed), so it is 0 at the last step.
     dx_norm : (T,) Frobenius norm of dL/dx_t.
+    term_norm : connection weight (W_ic, W_fc, W_oc) -> (T,) root-mean-square over the batch of
+        ‖∂k_t/∂W_kc‖ for one sequence, the paper's local term without the upstream error:
+        ‖δ̂k_t ⊗ c‖ (eq. 14 with δ̂ of eq. 15, WMC; eq. 21, peephole; ‖δ̂ ⊙ c‖ when diagonal).
+        Only for the lstm-family cells with a cell connection (peephole, wmc).
     gate_blocks : the cell's gate blocks (gate -> parameter names), for grouping in plots.
     """
 
@@ -91,6 +95,7 @@ class Diagnosis:
     step_grads: dict = field(default_factory=dict)
     dstate_norm: dict = field(default_factory=dict)
     dx_norm: numpy.ndarray | None = None
+    term_norm: dict = field(default_factory=dict)
     gate_blocks: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
 
@@ -170,16 +175,36 @@ class Diagnosis:
             f"gates={list(self.saturation)})"
         )
 
-    # ----- plotting --------------------------------------------------------------------------
-    def plot(self, **kwargs):
-        """The standard panel as a matplotlib Figure (see :func:`npcell.plots.diagnosis_figure`)."""
-        from . import plots
+    # ----- how the connection gradients scale with ‖c‖ ----------------------------------------
+    def cell_read_norm(self, name: str):
+        """(T,) batch mean of the ‖c‖ weight ``name`` reads: c_t for W_oc, c_{t-1} otherwise."""
+        return self.state_norm("c", prev=name != "W_oc")
 
-        return plots.diagnosis_figure(self, **kwargs)
+    def loglog_slopes(self) -> dict:
+        """Connection weight -> {'term': LogLogFit, 'full': LogLogFit} against ‖c‖ read.
+
+        'term' fits :attr:`term_norm` (eq. 14 / 21 alone), 'full' the per-step ‖dL/dW_kc‖ of
+        BPTT, which multiplies the term by the upstream error dL/dk_t (see docs/diagnostics.md).
+        A fit that has too few positive points is left out.
+        """
+        out = {}
+        for name in self.connection_params():
+            x = self.cell_read_norm(name)
+            fits = {}
+            for what, y in (("term", self.term_norm.get(name)),
+                            ("full", self.grad_step_norm.get(name))):
+                if y is None:
+                    continue
+                try:
+                    fits[what] = fit_loglog(x, y)
+                except ConfigError:
+                    pass
+            out[name] = fits
+        return out
 
     # ----- dict / npz round trip -------------------------------------------------------------
     _DICT_FIELDS = ("state_norm_mean", "state_norm_max", "saturation", "grad_step_norm",
-                    "grads", "step_grads", "dstate_norm")
+                    "grads", "step_grads", "dstate_norm", "term_norm")
     _META_FIELDS = ("kind", "label", "task", "loss", "threshold", "batch_size", "hidden_size",
                     "gate_activation", "gate_blocks", "options")
 
@@ -289,10 +314,14 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
     state_norms = {name: [_batch_norms(value)] for name, value in state.items()}
     h = xp.empty((T, B, H), dtype=cell.dtype)
     caches = []
+    reads_cell = getattr(cell, "connection", None) is not None and cell.kind in PAPER_KINDS
+    term_norms = {f"W_{gate}c": [] for gate in PAPER_GATES} if reads_cell else {}
     for t in range(T):
         state, cache_t = cell.step_forward(params, x[t], state)
         h[t] = state["h"]
         caches.append(cache_t)
+        for gate in PAPER_GATES if reads_cell else ():
+            term_norms[f"W_{gate}c"].append(local_term_norm(cell, cache_t, gate))
         for name, value in state.items():
             state_norms[name].append(_batch_norms(value))
     gate_act = _resolve_gates(cell, caches, B, gates)
@@ -346,6 +375,7 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
         step_grads={name: series(v, reverse=True) for name, v in step_grads.items()},
         dstate_norm={name: series(v, reverse=True) for name, v in dstate_norms.items()},
         dx_norm=series(dx_norms, reverse=True),
+        term_norm={name: series(v) for name, v in term_norms.items()},
         gate_blocks={k: list(v) for k, v in cell.gate_blocks().items()},
         options=_jsonable(cell.options),
     )
@@ -547,14 +577,59 @@ def _save_figure(fig, out_path):
 
 
 # ============================================================================================
+# Log-log fits: how a per-step gradient scales with the cell norm it read
+# ============================================================================================
+@dataclass(frozen=True)
+class LogLogFit:
+    """Least-squares line log10 y = slope * log10 x + intercept, over the n points with x, y > 0.
+
+    A slope of 1 means y grows in proportion to x (eq. 21: the peephole's per-step ‖dL/dW_kc‖
+    is a gate error times c); a slope near 0 means y does not follow x (eq. 14: WMC's term is
+    divided away by the tanh derivative once W_kc c saturates). ``r2`` is the fraction of the
+    variance of log10 y the line explains; ``span`` the decades of x the fit covers.
+    """
+
+    slope: float
+    intercept: float
+    r2: float
+    n: int
+    span: float
+
+    def __str__(self):
+        return f"slope {self.slope:.2f} (R² {self.r2:.2f}, {self.n} points, {self.span:.1f} decades)"
+
+
+def fit_loglog(x, y, *, min_points=3) -> LogLogFit:
+    """Fit a power law y ~ x^slope on log-log axes (both (N,) arrays; non-positive points skipped).
+
+    Raises ConfigError when fewer than ``min_points`` positive pairs remain or x spans no range.
+    """
+    x = numpy.asarray(to_numpy(x), dtype=float).ravel()
+    y = numpy.asarray(to_numpy(y), dtype=float).ravel()
+    if x.shape != y.shape:
+        raise ShapeError(f"fit_loglog needs x and y of one shape; got {x.shape} and {y.shape}")
+    keep = (x > 0) & (y > 0) & numpy.isfinite(x) & numpy.isfinite(y)
+    lx, ly = numpy.log10(x[keep]), numpy.log10(y[keep])
+    if lx.size < min_points or numpy.ptp(lx) == 0.0:
+        raise ConfigError(f"fit_loglog needs at least {min_points} positive points over a range "
+                          f"of x; got {lx.size}")
+    slope, intercept = numpy.polyfit(lx, ly, 1)
+    residual = ly - (slope * lx + intercept)
+    total = ((ly - ly.mean()) ** 2).sum()
+    r2 = 1.0 - (residual ** 2).sum() / total if total > 0 else 1.0
+    return LogLogFit(float(slope), float(intercept), float(r2), int(lx.size), float(numpy.ptp(lx)))
+
+
+# ============================================================================================
 # The paper's local gradients, eq. (10)-(15) (WMC) and (19)-(21) (peephole)
 # ============================================================================================
 PAPER_GATES = ("i", "f", "o")
+PAPER_KINDS = ("lstm", "peephole", "wmc")
 
 
 def _paper_cell(cell, gate):
     """(squash, diagonal, cell_bias) or None for lstm; raise for other kinds / gates."""
-    if cell.kind not in ("lstm", "peephole", "wmc"):
+    if cell.kind not in PAPER_KINDS:
         raise ConfigError(
             f"the eq. 10-15 / 19-21 local gradients are defined for the lstm, peephole and wmc "
             f"cells; got a {cell.kind!r} cell"
@@ -652,6 +727,23 @@ def weight_local_gradients(cell, cache_t, gate="i") -> dict:
         if cell_bias:
             out[f"b_{gate}c"] = dhat
     return out
+
+
+def local_term_norm(cell, cache_t, gate="i"):
+    """Root-mean-square over the batch of ‖∂k_t/∂W_kc‖ for one sequence (a 0-d array).
+
+    The norm of the outer product of :func:`weight_local_gradients` without forming it: for a
+    full W_kc, ‖δ̂ ⊗ c‖_F = ‖δ̂‖ ‖c‖ per sequence (eq. 14 / 21); for a diagonal one, ‖δ̂ ⊙ c‖.
+    """
+    _, diagonal, _ = cell.connection
+    dhat = delta_hat(cell, cache_t, gate)
+    c_read = _cell_read(cell, cache_t, gate)
+    xp = array_module(dhat)
+    if diagonal:
+        per_seq = ((dhat * c_read) ** 2).sum(axis=1)
+    else:
+        per_seq = (dhat * dhat).sum(axis=1) * (c_read * c_read).sum(axis=1)
+    return xp.sqrt(per_seq.mean())
 
 
 # ============================================================================================

@@ -88,6 +88,21 @@ def _who(diags) -> str:
     return f"{', '.join(d.label for d in diags)} on {' / '.join(tasks)}"
 
 
+def save_figure(fig, out_path, *, dpi=110) -> str:
+    """Write ``fig`` to ``out_path`` (folders made as needed; PNGs without a timestamp-free
+    'Software' tag so regenerated figures only differ when their pixels do) and close it."""
+    import matplotlib.pyplot as plt
+
+    out_path = str(out_path)
+    directory = os.path.dirname(out_path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    fig.savefig(out_path, dpi=dpi,
+                metadata={"Software": None} if out_path.endswith(".png") else None)
+    plt.close(fig)
+    return out_path
+
+
 # ============================================================================================
 # Panels
 # ============================================================================================
