@@ -35,11 +35,20 @@ from dataclasses import dataclass, field
 import numpy
 
 from .backend import array_module, to_numpy
+from .cells.ops import dtanh, sigmoid
 from .errors import ConfigError, ShapeError, shape_str
-from .ops import dtanh, sigmoid
-from .sequence import check_input, check_state, complete_dstate
+from .sequence import (
+    check_input,
+    check_state,
+    complete_dstate,
+    stepwise_backward,
+    stepwise_forward,
+)
 
 DEFAULT_THRESHOLD = 0.05
+# The cells and gates of the paper's analysis (eq. 10-21): gates i and f read c_{t-1}, o reads c_t.
+PAPER_GATES = ("i", "f", "o")
+PAPER_KINDS = ("lstm", "peephole", "wmc")
 # Gate names whose activation is tanh in the cells npcell ships (the candidates); every other
 # gate found in a step cache is read as a sigmoid gate unless its values leave [0, 1].
 TANH_GATE_NAMES = frozenset({"g", "n", "u", "ltm_cand", "cand", "candidate"})
@@ -271,7 +280,7 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
     cell : any npcell cell.
     seq : x (T, B, X), or a pair (x, target) such as ``npcell.tasks.adding.make_batch`` returns.
     target : optional. (B, Y) is read out at the last step, (T, B, Y) at every step, by a
-        seeded linear readout (``npcell.layers.Linear(H, Y, seed=seed)``) and the MSE loss.
+        seeded linear readout (``npcell.training.layers.Linear(H, Y, seed=seed)``) and the MSE loss.
     loss : optional callable ``loss(h) -> (value, dh)`` with h and dh (T, B, H); overrides the
         target readout.
         Default (no target, no loss): L = mean over the batch of r · h_{T-1}, with r a fixed
@@ -310,20 +319,18 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
     params = cell.params
     state = check_state(cell, state, B, "state")
 
-    # ----- forward, one pure step at a time (the driver's fused path keeps no step caches) ---
+    # ----- forward: the stepwise loop keeps every step cache; the hook measures each step ----
     state_norms = {name: [_batch_norms(value)] for name, value in state.items()}
-    h = xp.empty((T, B, H), dtype=cell.dtype)
-    caches = []
     reads_cell = getattr(cell, "connection", None) is not None and cell.kind in PAPER_KINDS
     term_norms = {f"W_{gate}c": [] for gate in PAPER_GATES} if reads_cell else {}
-    for t in range(T):
-        state, cache_t = cell.step_forward(params, x[t], state)
-        h[t] = state["h"]
-        caches.append(cache_t)
+
+    def measure_forward(t, state_t, cache_t):
+        for name, value in state_t.items():
+            state_norms[name].append(_batch_norms(value))
         for gate in PAPER_GATES if reads_cell else ():
             term_norms[f"W_{gate}c"].append(local_term_norm(cell, cache_t, gate))
-        for name, value in state.items():
-            state_norms[name].append(_batch_norms(value))
+
+    h, _, caches = stepwise_forward(cell, x, state, on_step=measure_forward)
     gate_act = _resolve_gates(cell, caches, B, gates)
     saturation = {
         gate: to_numpy(xp.stack([_saturated(c[gate], act, threshold).mean(axis=0)
@@ -334,24 +341,23 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
     # ----- the loss and its gradient dL/dh_t -------------------------------------------------
     loss_value, dh = _loss_and_dh(cell, h, target, loss, seed)
 
-    # ----- backward, keeping each step's contribution --------------------------------------
-    grads = cell.zero_grads()
+    # ----- backward (BPTT, t = T-1 .. 0): the hook keeps each step's contribution -----------
     step_norms = {name: [] for name in params}
     step_grads = {name: [] for name in params} if keep_step_grads else {}
     dstate_norms = {name: [] for name in cell.state_names}
     dx_norms = []
-    dstate = complete_dstate(cell, dstate, B)
-    for t in range(T - 1, -1, -1):
-        dstate["h"] = dstate["h"] + dh[t]  # the loss at step t joins the carried dL/dh_t
-        for name, value in dstate.items():
+
+    def measure_backward(t, dstate_t, grads_t, dx_t, dstate_prev):
+        for name, value in dstate_t.items():
             dstate_norms[name].append(_frobenius(value))
-        grads_t, dx_t, dstate = cell.step_backward(params, dstate, caches[t])
         dx_norms.append(_frobenius(dx_t))
         for name, g in grads_t.items():
-            grads[name] += g  # the same weights act at every step: dL/dW = sum over t
             step_norms[name].append(_frobenius(g))
             if keep_step_grads:
                 step_grads[name].append(g)
+
+    grads, _, _ = stepwise_backward(cell, dh, caches, complete_dstate(cell, dstate, B),
+                                    on_step=measure_backward)
 
     def series(values, reverse=False):
         arr = to_numpy(xp.stack(values))
@@ -471,7 +477,7 @@ def _loss_and_dh(cell, h, target, loss, seed):
         r = xp.asarray(r / numpy.linalg.norm(r), dtype=h.dtype)
         dh[-1] = r / B  # dL/dh_{T-1}, the same for every sequence
         return float((h[-1] @ r).mean()), dh
-    from .layers import Linear, mse_loss
+    from .training.layers import Linear, mse_loss
 
     target = xp.asarray(target, dtype=h.dtype)
     if target.ndim == 2 and target.shape[0] == B:
@@ -502,7 +508,7 @@ class Comparison:
     """Several diagnoses of the same sequence, with their side-by-side figure."""
 
     diagnoses: list
-    figure: object = None
+    regime: Regime | None = None
 
     def __iter__(self):
         return iter(self.diagnoses)
@@ -516,13 +522,18 @@ class Comparison:
     def summary(self) -> str:
         return "\n".join(d.summary() for d in self.diagnoses)
 
+    def takeaway(self) -> str:
+        """One line computed from the diagnoses (see :func:`takeaway`)."""
+        return takeaway(self.diagnoses)
 
-def compare(cells, seq, target=None, loss=None, *, labels=None, task=None, plot=True,
+
+def compare(cells, seq, target=None, loss=None, *, labels=None, task=None,
             **kwargs) -> Comparison:
-    """Diagnose several cells on the same sequence; ``.figure`` overlays them side by side.
+    """Diagnose several cells on the same sequence (draw it with
+    :func:`npcell.plots.comparison_figure`).
 
     ``cells``: a list of cells (same input size). ``labels``: optional legend labels.
-    Other keyword arguments go to :func:`diagnose`. ``plot=False`` skips the figure.
+    Other keyword arguments go to :func:`diagnose`.
     """
     cells = list(cells)
     if not cells:
@@ -536,44 +547,115 @@ def compare(cells, seq, target=None, loss=None, *, labels=None, task=None, plot=
                  label=None if labels is None else labels[n], **kwargs)
         for n, cell in enumerate(cells)
     ]
-    figure = None
-    if plot:
-        from . import plots
-
-        figure = plots.comparison_figure(diagnoses)
-    return Comparison(diagnoses, figure)
+    return Comparison(diagnoses)
 
 
-def diagnose_figure(kinds=("lstm", "peephole", "wmc"), T=400, batch=32, out_path=None,
-                    seed=0, hidden=64, threshold=DEFAULT_THRESHOLD) -> str:
-    """Compare ``kinds`` on one adding-problem batch of length T and save the figure.
+# ============================================================================================
+# Named regimes: each sets up lstm / peephole / wmc so that one claim of the paper shows
+# ============================================================================================
+@dataclass(frozen=True)
+class Regime:
+    """A diagnosis setting: an adding-problem batch and cells with chosen biases and W_kc.
 
-    For ``npcell demo`` and the ``diagnose`` command. Returns the path written.
+    ``biases`` sets whole bias vectors (e.g. b_f = 5: the forget gate starts open).
+    ``connection`` gives, per cell kind, how W_ic, W_fc, W_oc are drawn: ``None`` keeps the
+    cell's own init (PyTorch's U(+-1/sqrt(H))), ``("sign", m)`` sets every entry to +-m with a
+    random sign; ``diagonal`` forces the W_kc shape of both connected cells.
     """
+
+    name: str
+    claim: str
+    T: int
+    hidden: int
+    batch: int
+    biases: dict = field(default_factory=dict)
+    connection: dict = field(default_factory=dict)
+    diagonal: bool | None = None
+    note: str = ""
+
+
+REGIMES = {
+    "eq21-vs-eq14": Regime(
+        "eq21-vs-eq14",
+        claim="eq. (21) vs (14): the peephole's term grows as ‖c‖, WMC's falls once tanh saturates",
+        T=300, hidden=16, batch=16, biases={"b_i": 0.0, "b_f": 5.0, "b_g": 1.0},
+        connection={"peephole": ("sign", 0.01), "wmc": ("sign", 1.0)}, diagonal=True,
+        note="controlled: f ~ 1 and g ~ 0.76 make c grow every step; the peephole's |w| = 0.01 "
+             "keeps its sigmoid in the linear range, WMC's |w| = 1 saturates tanh from ‖c‖ ~ 3"),
+    "flooding": Regime(
+        "flooding",
+        claim="same weights, gates half open: the peephole's W_fc c feeds f back and c floods; "
+              "WMC's tanh caps the push",
+        T=400, hidden=64, batch=16, biases={"b_i": 2.0, "b_f": 2.0, "b_g": 1.0},
+        note="PyTorch's init for every weight; b_f = 2 lets c reach ~ i g / (1 - f) ~ 5 per "
+             "unit, where a positive w_fc c already pushes f towards 1"),
+    "pytorch-init": Regime(
+        "pytorch-init",
+        claim="at PyTorch's init the cells agree: ‖c‖ = O(1), so tanh(W_kc c) ~ W_kc c",
+        T=400, hidden=64, batch=32,
+        note="the null case: nothing in the paper's argument shows before c grows"),
+}
+
+
+def regime_cells(name, kinds=PAPER_KINDS, *, seed=0):
+    """(cells, x, y, task text) for regime ``name``: one cell per kind, the same LSTM weights."""
+    from .cells import make_cell
     from .tasks.adding import make_batch
 
-    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
-    out_path = out_path or f"figures/diagnose_adding_T{T}.png"
-    x, y = make_batch(T, batch, numpy.random.default_rng(seed))
-    from .cells import make_cell
+    if name not in REGIMES:
+        raise ConfigError(f"unknown regime {name!r}; expected one of {sorted(REGIMES)}")
+    regime = REGIMES[name]
+    x, y = make_batch(regime.T, regime.batch, numpy.random.default_rng(seed))
+    cells = []
+    for kind in kinds:
+        options = {}
+        if regime.diagonal is not None and kind in ("peephole", "wmc"):
+            options["diagonal"] = regime.diagonal
+        cell = make_cell(kind, x.shape[-1], regime.hidden, seed=seed, **options)
+        for bias, value in regime.biases.items():
+            cell.params[bias][...] = value
+        rule = regime.connection.get(kind)
+        if rule is not None:
+            rng = numpy.random.default_rng([seed, 21])
+            for gate in PAPER_GATES:
+                w = cell.params[f"W_{gate}c"]
+                w[...] = rule[1] * rng.choice([-1.0, 1.0], size=w.shape)  # +-m, random sign
+        cells.append(cell)
+    return cells, x, y, f"{name}, adding T={regime.T}"
 
-    cells = [make_cell(kind, 2, hidden, seed=seed) for kind in kinds]
-    result = compare(cells, x, y, task=f"adding T={T}", threshold=threshold, seed=seed)
-    _save_figure(result.figure, out_path)
-    return out_path
+
+def run_regime(name, kinds=PAPER_KINDS, *, seed=0, threshold=DEFAULT_THRESHOLD) -> Comparison:
+    """Diagnose ``kinds`` in regime ``name``; the Comparison carries the regime."""
+    cells, x, y, task = regime_cells(name, kinds, seed=seed)
+    result = compare(cells, x, y, task=task, threshold=threshold, seed=seed)
+    result.regime = REGIMES[name]
+    return result
 
 
-def _save_figure(fig, out_path):
-    import os
+def takeaway(diagnoses) -> str:
+    """One line computed from the diagnoses: the eq. 14 / 21 slopes, ‖c‖ reached, saturation.
 
-    import matplotlib.pyplot as plt
-
-    directory = os.path.dirname(str(out_path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    fig.savefig(out_path, dpi=110, metadata={"Software": None} if str(out_path).endswith(
-        ".png") else None)
-    plt.close(fig)
+    e.g. "W_ic term ~ ‖c‖^0.97 (peephole), ‖c‖^-3.2 (wmc); ‖c_T‖ lstm 48, peephole 727, wmc 71".
+    """
+    diagnoses = list(diagnoses)
+    parts = []
+    slopes = [(d.label, d.loglog_slopes().get("W_ic", {}).get("term")) for d in diagnoses]
+    slopes = [(label, fit) for label, fit in slopes if fit is not None]
+    if slopes:
+        parts.append("W_ic term ~ " + ", ".join(f"‖c‖^{fit.slope:.2f} ({label})"
+                                                 for label, fit in slopes))
+    with_cell = [d for d in diagnoses if d.has_cell]
+    if with_cell:
+        parts.append("‖c_T‖ " + ", ".join(f"{d.label} {d.cell_norm_mean[-1]:.3g}"
+                                          for d in with_cell))
+    sat = [(d.label, max(((100.0 * s.mean(), g) for g, s in d.saturation.items()
+                          if d.gate_activation.get(g) == "sigmoid"), default=None))
+           for d in diagnoses]
+    sat = [(label, v) for label, v in sat if v is not None]
+    if sat:
+        parts.append("most saturated gate " + ", ".join(f"{label} {g} {pct:.0f}%"
+                                                        for label, (pct, g) in sat))
+    return "; ".join(parts) if parts else "no cell-state measurements"
 
 
 # ============================================================================================
@@ -596,7 +678,8 @@ class LogLogFit:
     span: float
 
     def __str__(self):
-        return f"slope {self.slope:.2f} (R² {self.r2:.2f}, {self.n} points, {self.span:.1f} decades)"
+        return (f"slope {self.slope:.2f} (R² {self.r2:.2f}, {self.n} points, "
+                f"{self.span:.1f} decades)")
 
 
 def fit_loglog(x, y, *, min_points=3) -> LogLogFit:
@@ -623,8 +706,6 @@ def fit_loglog(x, y, *, min_points=3) -> LogLogFit:
 # ============================================================================================
 # The paper's local gradients, eq. (10)-(15) (WMC) and (19)-(21) (peephole)
 # ============================================================================================
-PAPER_GATES = ("i", "f", "o")
-PAPER_KINDS = ("lstm", "peephole", "wmc")
 
 
 def _paper_cell(cell, gate):
@@ -746,63 +827,20 @@ def local_term_norm(cell, cache_t, gate="i"):
     return xp.sqrt(per_seq.mean())
 
 
-# ============================================================================================
-# npcell diagnose
-# ============================================================================================
-def add_cli_arguments(parser):
-    parser.add_argument("--cell", default="lstm,peephole,wmc",
-                        help="comma-separated cell kinds (default: lstm,peephole,wmc)")
-    parser.add_argument("--task", default="adding", choices=["adding"],
-                        help="task whose batch is diagnosed (default: adding)")
-    parser.add_argument("--T", type=int, default=400, help="sequence length (default 400)")
-    parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    parser.add_argument("--hidden", type=int, default=64, help="hidden size H (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and data")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                        help=f"saturation threshold tau (default {DEFAULT_THRESHOLD})")
-    parser.add_argument("--out", default=None,
-                        help="figure path (default figures/diagnose_<task>_T<T>.png)")
-    parser.add_argument("--save", default=None, metavar="DIR",
-                        help="also write one Diagnosis .npz per cell into DIR")
-
-
-def cli_main(args) -> int:
-    import os
-
-    from .cells import CELLS, make_cell
-    from .tasks.adding import make_batch
-
-    kinds = [k.strip() for k in args.cell.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in CELLS]
-    if unknown:
-        raise ConfigError(f"unknown cell kind(s) {unknown}; expected some of {sorted(CELLS)}")
-    for name in ("T", "batch", "hidden"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be a positive int; got {getattr(args, name)}")
-    if args.seed < 0:
-        raise ConfigError(f"--seed must be a non-negative int; got {args.seed}")
-    x, y = make_batch(args.T, args.batch, numpy.random.default_rng(args.seed))
-    cells = [make_cell(kind, x.shape[-1], args.hidden, seed=args.seed) for kind in kinds]
-    result = compare(cells, x, y, task=f"{args.task} T={args.T}", threshold=args.threshold,
-                     seed=args.seed)
-    out = args.out or f"figures/diagnose_{args.task}_T{args.T}.png"
-    _save_figure(result.figure, out)
-    print(result.summary())
-    if args.save:
-        os.makedirs(args.save, exist_ok=True)
-        for d in result:
-            print("wrote", d.save(os.path.join(args.save, f"diagnosis_{d.kind}.npz")))
-    print(f"wrote {out}")
-    return 0
-
-
 __all__ = [
     "Comparison",
     "Diagnosis",
     "compare",
     "delta_hat",
     "diagnose",
-    "diagnose_figure",
+    "fit_loglog",
+    "local_term_norm",
+    "LogLogFit",
+    "Regime",
+    "REGIMES",
+    "regime_cells",
+    "run_regime",
+    "takeaway",
     "gate_derivative",
     "gate_preactivation",
     "weight_local_gradients",

@@ -40,10 +40,10 @@ import numpy
 
 import npcell
 from npcell.diagnostics import fit_loglog
-from npcell.layers import softmax_cross_entropy
-from npcell.optim import SGD, clip_grad_norm
 from npcell.plots import save_figure
-from npcell.train import SequenceModel
+from npcell.training import SequenceModel
+from npcell.training.layers import softmax_cross_entropy
+from npcell.training.optim import SGD, clip_grad_norm
 
 KINDS = ("lstm", "peephole", "wmc")
 CONNECTIONS = ("W_ic", "W_fc", "W_oc")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import npcell
-from npcell import kernels
+from npcell import engine
 
 pytestmark = pytest.mark.gpu
 
@@ -91,10 +91,10 @@ def test_fused_kernels_equal_plain_path_float64(B, T, H):
 
     _, gpu, x, dh = _case("lstm", {}, T=T, B=B, X=3, H=H, seed=B + T + H)
     x, dh = cupy.asarray(x), cupy.asarray(dh)
-    with kernels.use_fused_kernels(False):
+    with engine.use_fused_kernels(False):
         plain = _run(gpu, x, dh)
-    with kernels.use_fused_kernels(True):
-        assert kernels.active(x)
+    with engine.use_fused_kernels(True):
+        assert engine.active(x)
         fused = _run(gpu, x, dh)
     _assert_close(fused, plain, atol=1e-12)
     assert fused[0].dtype == cupy.float64
@@ -104,6 +104,6 @@ def test_fused_kernels_gradcheck_float64():
     import cupy
 
     _, gpu, x, _ = _case("lstm", {}, T=4, B=2, X=2, H=3)
-    with kernels.use_fused_kernels(True):
+    with engine.use_fused_kernels(True):
         report = npcell.gradcheck(gpu, cupy.asarray(x), mode="full")
     assert report.ok, str(report)

@@ -27,8 +27,8 @@ import math
 
 import numpy
 
-from .backend import array_module, current_xp, resolve_dtype
-from .errors import ConfigError, DTypeError, ShapeError, shape_str
+from ..backend import array_module, current_xp, resolve_dtype
+from ..errors import ConfigError, DTypeError, ShapeError, shape_str
 
 
 def _check_float(name, a, dtype):
