@@ -572,6 +572,7 @@ class Regime:
     connection: dict = field(default_factory=dict)
     diagonal: bool | None = None
     note: str = ""
+    kinds: tuple = PAPER_KINDS  # the cells the regime shows by default
 
 
 REGIMES = {
@@ -580,6 +581,7 @@ REGIMES = {
         claim="eq. (21) vs (14): the peephole's term grows as ‖c‖, WMC's falls once tanh saturates",
         T=300, hidden=16, batch=16, biases={"b_i": 0.0, "b_f": 5.0, "b_g": 1.0},
         connection={"peephole": ("sign", 0.01), "wmc": ("sign", 1.0)}, diagonal=True,
+        kinds=("peephole", "wmc"),
         note="controlled: f ~ 1 and g ~ 0.76 make c grow every step; the peephole's |w| = 0.01 "
              "keeps its sigmoid in the linear range, WMC's |w| = 1 saturates tanh from ‖c‖ ~ 3"),
     "flooding": Regime(
@@ -597,14 +599,16 @@ REGIMES = {
 }
 
 
-def regime_cells(name, kinds=PAPER_KINDS, *, seed=0):
-    """(cells, x, y, task text) for regime ``name``: one cell per kind, the same LSTM weights."""
+def regime_cells(name, kinds=None, *, seed=0):
+    """(cells, x, y, task text) for regime ``name``: one cell per kind (default: the regime's
+    own), all with the same LSTM weights (one seed)."""
     from .cells import make_cell
     from .tasks.adding import make_batch
 
     if name not in REGIMES:
         raise ConfigError(f"unknown regime {name!r}; expected one of {sorted(REGIMES)}")
     regime = REGIMES[name]
+    kinds = regime.kinds if kinds is None else tuple(kinds)
     x, y = make_batch(regime.T, regime.batch, numpy.random.default_rng(seed))
     cells = []
     for kind in kinds:
@@ -624,10 +628,12 @@ def regime_cells(name, kinds=PAPER_KINDS, *, seed=0):
     return cells, x, y, f"{name}, adding T={regime.T}"
 
 
-def run_regime(name, kinds=PAPER_KINDS, *, seed=0, threshold=DEFAULT_THRESHOLD) -> Comparison:
-    """Diagnose ``kinds`` in regime ``name``; the Comparison carries the regime."""
+def run_regime(name, kinds=None, *, seed=0, threshold=DEFAULT_THRESHOLD) -> Comparison:
+    """Diagnose ``kinds`` (default: the regime's) in regime ``name``, labelled by kind; the
+    Comparison carries the regime."""
     cells, x, y, task = regime_cells(name, kinds, seed=seed)
-    result = compare(cells, x, y, task=task, threshold=threshold, seed=seed)
+    result = compare(cells, x, y, task=task, threshold=threshold, seed=seed,
+                     labels=[cell.kind for cell in cells])
     result.regime = REGIMES[name]
     return result
 
