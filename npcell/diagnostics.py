@@ -705,7 +705,9 @@ def fit_loglog(x, y, *, min_points=3) -> LogLogFit:
     slope, intercept = numpy.polyfit(lx, ly, 1)
     residual = ly - (slope * lx + intercept)
     total = ((ly - ly.mean()) ** 2).sum()
-    r2 = 1.0 - (residual ** 2).sum() / total if total > 0 else 1.0
+    # a flat y (total ~ rounding) is explained perfectly by the flat line
+    flat = total <= 1e-20 * max(1.0, float((ly ** 2).sum()))
+    r2 = 1.0 if flat else 1.0 - (residual ** 2).sum() / total
     return LogLogFit(float(slope), float(intercept), float(r2), int(lx.size), float(numpy.ptp(lx)))
 
 

@@ -133,7 +133,8 @@ def cell_norm(diags, ax=None, *, show_max=True, log=True):
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("time step t")
-    ax.set_ylabel("‖c_t‖ (L2 over units)")
+    mems = sorted({d.memory_state for d in diags})
+    ax.set_ylabel(" / ".join(f"‖{m}_t‖" for m in mems) + " (L2 over units)")
     ax.set_title("cell-state norm")
     ax.legend(loc="best")
     return ax
@@ -370,8 +371,8 @@ def diagnosis_figure(diag, *, figsize=None):
     for col, gate in enumerate(gates):
         saturation(diag, gate, ax=axes[row, col])
     for ax in axes.ravel():
-        if not ax.has_data():
-            ax.remove()  # no empty panels
+        if not ax.has_data() and not ax.texts:
+            ax.remove()  # no empty panels (a panel that says "never saturated" stays)
     fig.suptitle(f"{diag.label} on {diag.task}\ndata: {takeaway([diag])}", fontsize=9)
     return fig
 

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import npcell  # noqa: E402
+from npcell import diagnostics as D  # noqa: E402
 from npcell import plots  # noqa: E402
 from npcell.errors import ConfigError  # noqa: E402
 from npcell.tasks.adding import make_batch  # noqa: E402
@@ -47,7 +48,7 @@ def test_cell_norm_draws_mean_and_max_per_diagnosis(diags):
         np.testing.assert_array_equal(lines[2 * n].get_xdata(), np.arange(d.T))
         assert lines[2 * n].get_label().startswith(d.label)
     assert ax.get_xlabel() == "time step t" and "c_t" in ax.get_ylabel()
-    assert "wmc" in ax.get_title() and "adding T=15" in ax.get_title()
+    assert ax.get_yscale() == "log" and len(ax.get_title()) <= 30  # short titles
     assert ax.get_legend() is not None
     # the paper's three cells keep fixed colours
     assert [line.get_color() for line in lines[::2]] == ["#1f77b4", "#d62728", "#2ca02c"]
@@ -71,29 +72,50 @@ def test_saturation_heat_map_with_colour_bar(diags):
     assert len(fig.axes) == 2  # the heat map and its colour bar
     assert fig.axes[1].get_ylabel() == "fraction of batch saturated"
     assert ax.get_xlabel() == "time step t" and ax.get_ylabel() == "unit"
-    assert "gate f" in ax.get_title() and "wmc" in ax.get_title()
-    assert "adding T=15" in ax.get_title()
+    assert "f (sigmoid)" in ax.get_title() and "wmc" in ax.get_title()
     with pytest.raises(ConfigError, match="no gate"):
         plots.saturation(d, "zz")
 
 
-def test_weight_grad_scatter_overlays_connection_blocks(diags):
-    ax = plots.weight_grad_vs_cell_norm(diags)
-    collections = ax.collections
-    # lstm has no cell connection; peephole and wmc draw W_ic, W_fc, W_oc each
-    assert len(collections) == 6
+def test_saturation_summary_draws_only_gates_that_saturate():
+    sat = {"i": np.zeros((4, 3)), "f": np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1.0]])}
+    d = D.Diagnosis(kind="x", label="x", task="t", loss=0.0, threshold=0.05, batch_size=1,
+                    hidden_size=3, saturation=sat, gate_activation={"i": "sigmoid",
+                                                                      "f": "sigmoid"},
+                    dx_norm=np.zeros(4))
+    ax = plots.saturation_summary(d)
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["x: f"]
+    np.testing.assert_allclose(lines[0].get_ydata(), [0, 100 / 3, 200 / 3, 100])
+    assert "never saturated" in ax.texts[0].get_text() and "x: i" in ax.texts[0].get_text()
+    assert plots.informative_gates(d) == ["f"]  # the all-zero i map is not drawn
+
+
+def test_weight_grad_panel_is_log_log_with_fitted_slopes(diags):
+    ax = plots.weight_grad_vs_cell_norm(diags, gate="i")
+    lines = ax.get_lines()
+    assert len(lines) == 2  # lstm has no W_ic; peephole and wmc draw one series each
     peephole = diags[1]
-    offsets = collections[0].get_offsets()
-    np.testing.assert_allclose(offsets[:, 0], peephole.state_norm("c", prev=True))
-    np.testing.assert_allclose(offsets[:, 1], peephole.grad_step_norm["W_ic"])
-    w_oc = collections[2].get_offsets()  # W_oc pairs with c_t, not c_{t-1}
-    np.testing.assert_allclose(w_oc[:, 0], peephole.state_norm("c"))
-    labels = [c.get_label() for c in collections]
-    assert any("wmc: W_ic" in lab for lab in labels) and ax.get_legend() is not None
-    assert "eq. (14)" in ax.get_title() and "eq. (21)" in ax.get_title()
-    assert ax.get_xlabel() and ax.get_ylabel()
+    np.testing.assert_allclose(lines[0].get_xdata(), peephole.state_norm("c", prev=True))
+    y = lines[0].get_ydata()
+    assert np.isnan(y[0]) and peephole.grad_step_norm["W_ic"][0] == 0  # c_{-1} = 0: no point
+    np.testing.assert_allclose(y[1:], peephole.grad_step_norm["W_ic"][1:])
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    term = plots.weight_grad_vs_cell_norm(diags, gate="o", what="term")
+    np.testing.assert_allclose(term.get_lines()[1].get_xdata(), diags[2].state_norm("c"))
+    np.testing.assert_allclose(term.get_lines()[1].get_ydata(), diags[2].term_norm["W_oc"])
+    assert "eq. 14/21" in term.get_title()
+    # T=15 steps span less than a decade of ||c||: no slope is claimed
+    assert "no slope" in lines[0].get_label()
     empty = plots.weight_grad_vs_cell_norm(diags[0])
-    assert not empty.collections and "no cell-connection" in empty.texts[0].get_text()
+    assert not empty.get_lines() and "no W_ic" in empty.texts[0].get_text()
+    with pytest.raises(ConfigError, match="gate must be"):
+        plots.weight_grad_vs_cell_norm(diags, gate="g")
+
+
+def test_fit_label_prints_the_slope_over_enough_decades():
+    x = np.logspace(0, 2, 20)
+    assert plots.fit_label(x, 3 * x) == "slope 1.00 (R² 1.00)"
 
 
 def test_grad_flow_is_on_a_log_axis_and_skips_zeros(diags):
@@ -109,15 +131,33 @@ def test_grad_flow_is_on_a_log_axis_and_skips_zeros(diags):
     assert "dL/dh_t" in lines[0].get_label() and ax.get_xlabel() == "time step t"
 
 
-def test_figures(diags):
-    fig = diags[2].plot()
+def test_figures_have_no_empty_panels_and_a_computed_takeaway(diags):
+    fig = plots.diagnosis_figure(diags[2])
     assert isinstance(fig, matplotlib.figure.Figure)
-    # 3 panels on top, 4 gate maps (i, f, g, o) with their 4 colour bars below
-    assert len(fig.axes) == 3 + 4 + 4
-    assert "wmc" in fig.get_suptitle()
+    assert all(ax.has_data() or ax.texts for ax in fig.axes if ax.get_label() != "<colorbar>")
+    assert "wmc" in fig.get_suptitle() and D.takeaway([diags[2]]) in fig.get_suptitle()
     fig = plots.comparison_figure(diags)
-    assert len(fig.axes) == 3 + 3 + 3
+    assert len(fig.axes) == 3 * 3
     assert all(name in fig.get_suptitle() for name in ("lstm", "peephole", "wmc"))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(set(titles)) == len(titles)  # no two panels share (or collide on) a title
+    regime = D.run_regime("pytorch-init")
+    fig = plots.comparison_figure(regime)
+    assert D.REGIMES["pytorch-init"].claim in fig.get_suptitle()
+    assert regime.takeaway() in fig.get_suptitle()
+
+
+def test_plots_imports_diagnostics_never_back():
+    import ast
+    from pathlib import Path
+
+    source = Path(D.__file__).read_text()
+    imported = {node.module for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(ast.parse(source))
+                 if isinstance(node, ast.Import) for alias in node.names}
+    assert not any("plots" in name for name in imported)
+    assert "_save_figure" not in source
 
 
 # ============================================================================================
@@ -175,8 +215,10 @@ def test_standard_panel_for_cells_without_c_or_gates(kind):
     if kind not in npcell.CELLS:
         pytest.skip(f"{kind} is not registered in this checkout")
     d = npcell.diagnose(npcell.make_cell(kind, 2, 3), np.ones((5, 2, 2)))
-    fig = d.plot()
-    assert len(fig.axes) == 3 + 2 * len(d.saturation)
+    fig = plots.diagnosis_figure(d)
+    gates = plots.informative_gates(d)
+    # norm, gradient flow, the saturation summary when there are gates; each informative map + bar
+    assert len(fig.axes) == 2 + bool(d.saturation) + 2 * len(gates)
     assert "h_t" in fig.axes[0].get_lines()[0].get_label()  # no c: the norm panel shows h
 
 
