@@ -425,35 +425,56 @@ def expand_run_dirs(paths) -> list[str]:
     return out
 
 
+def flatten_config(config, prefix="") -> dict:
+    """Nested config dicts as dotted leaves: {'task_options': {'T': 50}} -> {'task_options.T': 50}.
+
+    Lists become tuples so that every leaf can be compared and hashed."""
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_config(value, prefix=f"{name}."))
+        else:
+            out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def _short(value, width=16) -> str:
+    text = str(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def group_runs(run_dirs) -> dict:
     """Group runs whose config.json is equal apart from 'seed': label -> list of (config, rows).
 
-    The label lists the config entries that differ between groups (e.g. 'cell=wmc'), or the
-    directory name when there is no config to tell them apart.
+    Only runs with *different* seeds are pooled (as seeds of one setting); a run whose seed
+    another run of its setting already has is its own curve, named by its directory. Labels
+    list only the (flattened) config entries that differ between the groups, e.g.
+    'cell=wmc, lr=0.01'; with no config to tell runs apart, the directory name.
     """
     runs = [(d, *read_run(d)) for d in expand_run_dirs(run_dirs)]
-    groups: dict[str, list] = {}
-    keys: dict[str, dict] = {}
+    groups: dict[str, list] = {}  # key -> [(run_dir, config, rows)]
+    bases: dict[str, dict] = {}
     for run_dir, config, rows in runs:
-        base = {k: v for k, v in config.items() if k != "seed"}
+        base = {k: v for k, v in flatten_config(config).items() if k != "seed"}
         key = json.dumps(base, sort_keys=True, default=str) if config else run_dir
-        groups.setdefault(key, []).append((config, rows))
-        keys[key] = base
-    varying = set()
-    bases = list(keys.values())
-    for base in bases:
-        for k, v in base.items():
-            if any(other.get(k) != v for other in bases):
-                varying.add(k)
+        members = groups.setdefault(key, [])
+        if config and any(c.get("seed") == config.get("seed") for _, c, _ in members):
+            key = f"{key}#{run_dir}"  # the same seed again: a repeat, not another seed
+            members = groups.setdefault(key, [])
+        members.append((run_dir, config, rows))
+        bases[key] = base
+    varying = sorted({k for base in bases.values() for k in base
+                      if any(other.get(k) != base[k] for other in bases.values())})
     labels = {}
-    for key, base in keys.items():
-        if base and varying:
-            label = ", ".join(f"{k}={base[k]}" for k in sorted(varying) if k in base)
-        elif base:
-            label = str(base.get("cell", base.get("kind", os.path.basename(key))))
-        else:
-            label = os.path.basename(os.path.normpath(key))
-        labels[label or key] = groups[key]
+    for key, members in groups.items():
+        base = bases[key]
+        parts = [f"{k}={_short(base[k])}" for k in varying if k in base]
+        label = ", ".join(parts)
+        if "#" in key or not label:
+            name = os.path.basename(os.path.normpath(members[0][0]))
+            label = f"{label} [{name}]" if label else name
+        labels[label] = [(config, rows) for _, config, rows in members]
     return labels
 
 

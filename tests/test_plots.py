@@ -194,6 +194,23 @@ def test_learning_curves_group_seeds_and_shade_the_standard_error(tmp_path):
     np.testing.assert_allclose(metric.get_lines()[0].get_ydata(), [0.9])
 
 
+def test_plot_run_legend_names_only_what_differs_and_never_pools_one_seed(tmp_path):
+    common = {"cell": "wmc", "lr": 0.01, "task_options": {"T": 50, "n_train": 128},
+              "eval_splits": ["test"]}
+    write_run(tmp_path, "a", {**common, "seed": 0}, [3.0, 2.0])
+    write_run(tmp_path, "a_again", {**common, "seed": 0}, [1.0, 1.0])  # same seed: a repeat
+    write_run(tmp_path, "b", {**common, "seed": 0, "task_options": {"T": 100, "n_train": 128}},
+              [4.0, 4.0])
+    groups = plots.group_runs([tmp_path])
+    assert set(groups) == {"task_options.T=50", "task_options.T=50 [a_again]",
+                           "task_options.T=100"}
+    assert all(len(runs) == 1 for runs in groups.values())
+    ax = plots.learning_curves([tmp_path], splits=["train"])
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert not any("seeds" in label for label in labels) and not ax.collections
+    assert plots.flatten_config({"a": {"b": [1, 2]}, "c": 1}) == {"a.b": (1, 2), "c": 1}
+
+
 def test_plot_run_command(tmp_path, capsys):
     from npcell.cli import main
 
