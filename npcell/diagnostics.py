@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy
 
 from .backend import array_module, to_numpy
-from .cells.ops import dtanh, sigmoid
+from .cells.ops import cell_read, dtanh, sigmoid
 from .errors import ConfigError, ShapeError, shape_str
 from .sequence import (
     check_input,
@@ -321,7 +321,7 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
 
     # ----- forward: the stepwise loop keeps every step cache; the hook measures each step ----
     state_norms = {name: [_batch_norms(value)] for name, value in state.items()}
-    reads_cell = getattr(cell, "connection", None) is not None and cell.kind in PAPER_KINDS
+    reads_cell = getattr(cell, "cell_read", None) is not None and cell.kind in PAPER_KINDS
     term_norms = {f"W_{gate}c": [] for gate in PAPER_GATES} if reads_cell else {}
 
     def measure_forward(t, state_t, cache_t):
@@ -717,7 +717,8 @@ def fit_loglog(x, y, *, min_points=3) -> LogLogFit:
 
 
 def _paper_cell(cell, gate):
-    """(squash, diagonal, cell_bias) or None for lstm; raise for other kinds / gates."""
+    """The cell's CellRead (squash, diagonal, bias) or None for lstm; raise for other kinds /
+    gates."""
     if cell.kind not in PAPER_KINDS:
         raise ConfigError(
             f"the eq. 10-15 / 19-21 local gradients are defined for the lstm, peephole and wmc "
@@ -725,7 +726,7 @@ def _paper_cell(cell, gate):
         )
     if gate not in PAPER_GATES:
         raise ConfigError(f"gate must be one of {PAPER_GATES}; got {gate!r}")
-    return getattr(cell, "connection", None)
+    return cell.cell_read
 
 
 def _cell_read(cell, cache_t, gate):
@@ -735,12 +736,8 @@ def _cell_read(cell, cache_t, gate):
 
 def _connection_argument(cell, cache_t, gate):
     """W_kc c (+ b_kc): the argument of the tanh in eq. (10) / the peephole term of eq. (20)."""
-    from .cells.lstm import cell_term
-
-    squash, diagonal, cell_bias = cell.connection
     p = cell.params
-    return cell_term(p[f"W_{gate}c"], _cell_read(cell, cache_t, gate), diagonal=diagonal,
-                     bias=p[f"b_{gate}c"] if cell_bias else None)
+    return cell_read(p[f"W_{gate}c"], _cell_read(cell, cache_t, gate), p.get(f"b_{gate}c"))
 
 
 def gate_preactivation(cell, cache_t, gate="i"):
@@ -755,7 +752,7 @@ def gate_preactivation(cell, cache_t, gate="i"):
     a = k["x"] @ p[f"W_{gate}x"].T + k["h_prev"] @ p[f"W_{gate}h"].T + p[f"b_{gate}"]
     if connection is None:
         return a  # eq. (2) / (3) / (5): the LSTM gates do not read c
-    squash = connection[0]
+    squash = connection.squash
     z = _connection_argument(cell, cache_t, gate)
     xp = array_module(z)
     return a + (xp.tanh(z) if squash else z)  # eq. (10) (WMC) / eq. (20) (peephole)
@@ -777,7 +774,7 @@ def delta_hat(cell, cache_t, gate="i"):
     if connection is None:
         raise ConfigError("delta_hat needs a cell connection (peephole or wmc); lstm has none")
     d = gate_derivative(cell, cache_t, gate)
-    if not connection[0]:
+    if not connection.squash:
         return d  # eq. (21): the peephole term enters the sigmoid unprotected
     z = _connection_argument(cell, cache_t, gate)
     return d * dtanh(array_module(z).tanh(z))  # eq. (15)
@@ -806,7 +803,7 @@ def weight_local_gradients(cell, cache_t, gate="i") -> dict:
         f"b_{gate}": d,
     }
     if connection is not None:
-        _, diagonal, cell_bias = connection
+        diagonal, cell_bias = connection.diagonal, connection.bias
         dhat = delta_hat(cell, cache_t, gate)
         c_read = _cell_read(cell, cache_t, gate)
         if diagonal:
@@ -824,11 +821,10 @@ def local_term_norm(cell, cache_t, gate="i"):
     The norm of the outer product of :func:`weight_local_gradients` without forming it: for a
     full W_kc, ‖δ̂ ⊗ c‖_F = ‖δ̂‖ ‖c‖ per sequence (eq. 14 / 21); for a diagonal one, ‖δ̂ ⊙ c‖.
     """
-    _, diagonal, _ = cell.connection
     dhat = delta_hat(cell, cache_t, gate)
     c_read = _cell_read(cell, cache_t, gate)
     xp = array_module(dhat)
-    if diagonal:
+    if cell.params[f"W_{gate}c"].ndim == 1:  # a diagonal read: one weight per unit
         per_seq = ((dhat * c_read) ** 2).sum(axis=1)
     else:
         per_seq = (dhat * dhat).sum(axis=1) * (c_read * c_read).sum(axis=1)
