@@ -87,7 +87,8 @@ def _as_list(diags):
     return diags
 
 
-def _positive(values):
+def log_safe(values):
+    """A float copy of ``values`` with every entry <= 0 set to NaN, for a log axis."""
     values = numpy.asarray(values, dtype=float).copy()
     values[values <= 0] = numpy.nan  # a log axis cannot show 0; leave a gap instead
     return values
@@ -153,10 +154,10 @@ def grad_flow(diags, ax=None, *, states=("h", "c"), dx=False):
         for name in states:
             if name not in d.dstate_norm:
                 continue
-            ax.plot(t, _positive(d.dstate_norm[name]), color=colors[n],
+            ax.plot(t, log_safe(d.dstate_norm[name]), color=colors[n],
                     linestyle=styles.get(name, ":"), label=f"{d.label}: ‖dL/d{name}_t‖")
         if dx:
-            ax.plot(t, _positive(d.dx_norm), color=colors[n], linestyle=":",
+            ax.plot(t, log_safe(d.dx_norm), color=colors[n], linestyle=":",
                     label=f"{d.label}: ‖dL/dx_t‖")
     ax.set_yscale("log")
     ax.set_xlabel("time step t")
@@ -266,7 +267,7 @@ def weight_grad_vs_cell_norm(diags, ax=None, *, gate="i", what="full"):
         if name not in table or not d.has_cell:
             continue
         x, y = d.cell_read_norm(name), table[name]
-        ax.plot(x, _positive(y), ".", ms=3, color=colors[n], alpha=0.7,
+        ax.plot(x, log_safe(y), ".", ms=3, color=colors[n], alpha=0.7,
                 label=f"{d.label}: {fit_label(x, y)}")
     read = "‖c_t‖" if gate == "o" else "‖c_t-1‖"
     if ax.get_lines():
