@@ -49,6 +49,7 @@ DEFAULT_THRESHOLD = 0.05
 # The cells and gates of the paper's analysis (eq. 10-21): gates i and f read c_{t-1}, o reads c_t.
 PAPER_GATES = ("i", "f", "o")
 PAPER_KINDS = ("lstm", "peephole", "wmc")
+MIN_FIT_DECADES = 1.0  # a log-log slope over less than one decade of ‖c‖ says little: none quoted
 # Gate names whose activation is tanh in the cells npcell ships (the candidates); every other
 # gate found in a step cache is read as a sigmoid gate unless its values leave [0, 1].
 TANH_GATE_NAMES = frozenset({"g", "n", "u", "ltm_cand", "cand", "candidate"})
@@ -647,9 +648,12 @@ def takeaway(diagnoses) -> str:
     parts = []
     slopes = [(d.label, d.loglog_slopes().get("W_ic", {}).get("term")) for d in diagnoses]
     slopes = [(label, fit) for label, fit in slopes if fit is not None]
-    if slopes:
+    if slopes and all(fit.span >= MIN_FIT_DECADES for _, fit in slopes):
         parts.append("W_ic term ~ " + ", ".join(f"‖c‖^{fit.slope:.2f} ({label})"
                                                  for label, fit in slopes))
+    elif slopes:
+        span = min(fit.span for _, fit in slopes)
+        parts.append(f"‖c‖ spans {span:.1f} decades: no slope")
     with_cell = [d for d in diagnoses if d.has_cell]
     if with_cell:
         parts.append("‖c_T‖ " + ", ".join(f"{d.label} {d.cell_norm_mean[-1]:.3g}"
@@ -658,7 +662,9 @@ def takeaway(diagnoses) -> str:
                           if d.gate_activation.get(g) == "sigmoid"), default=None))
            for d in diagnoses]
     sat = [(label, v) for label, v in sat if v is not None]
-    if sat:
+    if sat and all(pct == 0.0 for _, (pct, _) in sat):
+        parts.append("no gate unit saturates")
+    elif sat:
         parts.append("most saturated gate " + ", ".join(f"{label} {g} {pct:.0f}%"
                                                         for label, (pct, g) in sat))
     return "; ".join(parts) if parts else "no cell-state measurements"

@@ -31,7 +31,14 @@ import os
 
 import numpy
 
-from .diagnostics import PAPER_GATES, Comparison, Diagnosis, fit_loglog, takeaway
+from .diagnostics import (
+    MIN_FIT_DECADES,
+    PAPER_GATES,
+    Comparison,
+    Diagnosis,
+    fit_loglog,
+    takeaway,
+)
 from .errors import ConfigError
 
 STYLE = "npcell.styles.npcell"
@@ -39,7 +46,6 @@ GATE_STYLES = {"i": "-", "f": "--", "o": ":", "g": "-."}
 # The paper's three cells keep one colour in every figure; other kinds take the next free one.
 KIND_COLORS = {"lstm": "#1f77b4", "peephole": "#d62728", "wmc": "#2ca02c"}
 OTHER_COLORS = ("#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22")
-MIN_FIT_DECADES = 1.0  # a slope over less than one decade of ‖c‖ says little; none is printed
 INFORMATIVE_MAP = 0.02  # a saturation map whose entries vary less than this is not drawn
 
 
@@ -190,8 +196,13 @@ def saturation_summary(diags, ax=None):
     ax.set_xlabel("time step t")
     ax.set_ylabel("% saturated")
     ax.set_title(f"saturated gate units (tau={diags[0].threshold:g})")
-    if ax.get_lines():
-        ax.legend(loc="upper left", fontsize=7)
+    if not ax.get_lines():
+        # nothing to plot: say so in the panel's place instead of drawing empty axes
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"no gate unit is ever saturated\n(tau={diags[0].threshold:g}: "
+                "within tau of 0 or 1)", transform=ax.transAxes, ha="center", va="center")
+        return ax
+    ax.legend(loc="upper left", fontsize=7)
     if never:
         ax.text(0.98, 0.5, "never saturated:\n" + "\n".join(
             f"{label}: {', '.join(gates)}" for label, gates in never.items()),
@@ -362,7 +373,8 @@ def diagnosis_figure(diag, *, figsize=None):
     axes = fig.subplots(rows, ncols, squeeze=False)
     cell_norm(diag, ax=axes[0, 0])
     grad_flow(diag, ax=axes[0, 1])
-    saturation_summary(diag, ax=axes[0, 2])
+    if diag.saturation:  # a cell without gates (fw_rnn) has nothing to summarise
+        saturation_summary(diag, ax=axes[0, 2])
     row = 1
     if diag.term_norm:
         for col, gate in enumerate(PAPER_GATES):
