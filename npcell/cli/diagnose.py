@@ -78,7 +78,9 @@ def cli_main(args) -> int:
                             threshold=args.threshold)
         out = args.out or f"figures/diagnose_{args.regime}.png"
     else:
-        T, batch, hidden = args.T or 400, args.batch or 32, args.hidden or 64
+        defaults = {"T": 400, "batch": 32, "hidden": 64}
+        T, batch, hidden = (defaults[n] if getattr(args, n) is None else getattr(args, n)
+                            for n in ("T", "batch", "hidden"))
         for name, value in (("T", T), ("batch", batch), ("hidden", hidden)):
             if value < 1:
                 raise ConfigError(f"--{name} must be a positive int; got {value}")
