@@ -40,6 +40,7 @@ import numpy
 
 import npcell
 from npcell.diagnostics import fit_loglog
+from npcell.errors import ConfigError
 from npcell.plots import save_figure
 from npcell.training import SequenceModel
 from npcell.training.layers import softmax_cross_entropy
@@ -119,14 +120,19 @@ def run_kind(kind, task, args, record_at):
 
 def summarise(kind, records, losses):
     """Numbers per recorded iteration: ‖c_T‖, max ‖c_t‖, saturated fractions, eq. 14/21 slope."""
-    out = {"kind": kind, "loss_first": losses[0], "loss_last": losses[-1], "iterations": {}}
+    out = {"kind": kind, "loss_first": losses[0], "loss_last": losses[-1], "iterations": {},
+           "first_nonfinite_loss": next((n for n, v in enumerate(losses)
+                                         if not numpy.isfinite(v)), None)}
     for it, d in records.items():
         row = {"c_T": float(d.cell_norm_mean[-1]), "c_max": float(d.cell_norm_mean.max()),
                "saturated": {g: float(s.mean()) for g, s in d.saturation.items()}}
-        if "W_fc" in d.grad_step_norm:
-            fit = fit_loglog(d.state_norm("c", prev=True), d.grad_step_norm["W_fc"])
-            row["dW_fc_slope"] = fit.slope
-            row["dW_fc_r2"] = fit.r2
+        if "W_fc" in d.term_norm:
+            try:
+                fit = fit_loglog(d.cell_read_norm("W_fc"), d.term_norm["W_fc"])
+            except ConfigError:  # no finite positive points: the run overflowed
+                row["term_fc_slope"] = row["term_fc_r2"] = None
+            else:
+                row["term_fc_slope"], row["term_fc_r2"] = fit.slope, fit.r2
         out["iterations"][int(it)] = row
     return out
 
@@ -253,7 +259,9 @@ def main(argv=None) -> int:
         print(f"{kind:9s} ||c_T|| {its[record_at[0]]['c_T']:.3g} -> {its[record_at[-1]]['c_T']:.3g}"
               f", max_t {its[record_at[-1]]['c_max']:.3g}; saturated at the end "
               + ", ".join(f"{g} {100 * v:.0f}%" for g, v in sat.items() if g != "g")
-              + f"; loss {row['loss_first']:.3f} -> {row['loss_last']:.3f}", flush=True)
+              + f"; loss {row['loss_first']:.3f} -> {row['loss_last']:.3f}"
+              + ("" if row["first_nonfinite_loss"] is None else
+                 f" (not finite from iteration {row['first_nonfinite_loss']})"), flush=True)
     numbers["takeaway"] = takeaway_text(results, record_at)
     print(numbers["takeaway"])
     if args.json:
