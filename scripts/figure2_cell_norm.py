@@ -22,10 +22,13 @@ whether the phenomenon appears (see docs/results.md, section "Figure 2"):
 * ``--forget-bias``: added to b_f at init (a positive value lets c accumulate);
 * ``--lr``, ``--iterations``; ``--full-peephole``: a full (H, H) W_kc instead of the diagonal.
 
-The committed figure (about 4 minutes on one busy core)::
+The committed figure (about 11 minutes on one busy core; figures/README.md lists the others)::
 
     python scripts/figure2_cell_norm.py --cell-init normal --cell-init-scale 1 \\
-        --forget-bias 1 --out figures/figure2_cell_norm_smnist.png
+        --forget-bias 1 --lr 1e-3 --iterations 100 --out figures/figure2_cell_norm_smnist.png
+
+Run it with one BLAS thread (OPENBLAS_NUM_THREADS=1) on a shared machine: idle BLAS threads
+spinning on busy cores made every step about 10x slower here.
 
 Every run is seeded (--seed): the same command draws the same figure.
 """

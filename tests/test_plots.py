@@ -240,7 +240,8 @@ def test_standard_panel_for_cells_without_c_or_gates(kind):
 
 
 def test_figure2_script_smoke(tmp_path):
-    """scripts/figure2_cell_norm.py end to end on a tiny model (2 SGD steps per cell)."""
+    """scripts/figure2_cell_norm.py end to end on a tiny model (2 SGD steps per cell) on real
+    sMNIST digits, with the options the Figure 2 investigation varies."""
     import importlib.util
     from pathlib import Path
 
@@ -249,6 +250,12 @@ def test_figure2_script_smoke(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "fig2.png"
+    numbers = tmp_path / "fig2.json"
     assert module.main(["--iterations", "2", "--records", "2", "--hidden", "4", "--batch", "8",
-                        "--out", str(out)]) == 0
+                        "--probe", "4", "--cell-init", "normal", "--forget-bias", "1",
+                        "--out", str(out), "--json", str(numbers)]) == 0
     assert out.stat().st_size > 10_000
+    written = json.loads(numbers.read_text())
+    assert [c["kind"] for c in written["cells"]] == ["lstm", "peephole", "wmc"]
+    assert "W_kc normal(1), forget bias 1" in written["setting"]
+    assert "peephole/wmc" in written["takeaway"]
