@@ -8,12 +8,14 @@ keeps, for every time step t,
   sits within ``threshold`` of an asymptote (sigmoid: s < tau or s > 1 - tau, i.e.
   sigma' < tau (1 - tau); tanh: |tanh| > 1 - tau; ReLU: output 0);
 * the contribution of step t to every weight gradient (its Frobenius norm per step; the full
-  (T, ...) arrays with ``keep_step_grads=True``), e.g. ‖dL/dW_ic at step t‖ beside ‖c_{t-1}‖:
-  eq. (14) (WMC, bounded) against eq. (21) (peephole, grows with ‖c‖);
+  (T, ...) arrays with ``keep_step_grads=True``), e.g. ‖dL/dW_ic at step t‖ beside ‖c_{t-1}‖;
+* for the peephole and WMC cells, the paper's local term alone, ‖∂k_t/∂W_kc‖ (eq. 14 / 21),
+  and :meth:`Diagnosis.loglog_slopes`: how both scale with ‖c‖ on log-log axes;
 * ‖dL/dh_t‖, ‖dL/dc_t‖ and ‖dL/dx_t‖: where the error signal vanishes or explodes.
 
-It is written on top of the pure step pair every cell has (``cell.step_forward`` /
-``cell.step_backward``) and the named step caches, so every registered kind works, including
+It measures inside the one stepwise BPTT loop of :mod:`npcell.sequence` (the ``on_step`` hooks
+of ``stepwise_forward`` / ``stepwise_backward``) on the pure step pair every cell has and the
+named step caches, so every registered kind works, including
 kinds added later: a cell without ``c`` reports the states it has, and gate names come from
 ``cell.gate_blocks()`` matched against the step cache keys (a cell may also declare
 ``gate_activations() -> {gate: 'sigmoid' | 'tanh' | 'relu'}``).
@@ -22,7 +24,11 @@ The second half of the module is the paper's own analysis as functions a noteboo
 one cached step of an ``lstm``, ``peephole`` or ``wmc`` cell, for each of the gates i, f, o:
 :func:`gate_preactivation` (ī_t, eq. 10 / 20), :func:`gate_derivative` (∂i/∂ī, eq. 11 / 19),
 :func:`delta_hat` (δ̂i_t, eq. 15) and :func:`weight_local_gradients` (the outer products of
-eq. 12-14 / 21).
+eq. 12-14 / 21). Then the named regimes (:data:`REGIMES`, ``npcell diagnose --regime``), each
+setting up lstm / peephole / wmc so that one claim of the paper shows, and :func:`takeaway`, the
+one line a figure's title carries, computed from the data. Drawing is :mod:`npcell.plots`' job
+(it imports this module; this module never imports it). docs/diagnostics.md has the measured
+numbers.
 
 Shapes: x (T, B, X) time-major, h and c (B, H) per step, T steps, batch B, hidden size H.
 """
