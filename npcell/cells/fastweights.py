@@ -7,13 +7,13 @@ its own, but BPTT carries its adjoint dL/dA backward, dL/dA_{t-1} = lambda * dL/
 
 Shapes: x_t (B, X); h, c (B, H); A (B, N, N) with N = H (fw_rnn, fw_lstm variant A) or 4H
 (fw_lstm variant B); A_0 = 0 by default. W is (out, in). Equation labels (FW1)-(FW3) and
-(FWL1)-(FWL7) are npcell's; the papers' own numbers are not in ``shared/seeds``.
+(FWL1)-(FWL7) are npcell's; the papers' numbering is not used.
 
 Reading convention: the read is r = A v (column vectors; r_b = A_b v_b). Ba writes row vectors,
 v A; the two agree for every A grown from A_0 = 0 (a sum of outer products w w^T is symmetric)
 and differ only for a non-symmetric A_0 supplied by the caller.
 
-Write and query switches (reference/cells.md section 9 item 6):
+Write and query switches (docs/derivations/fastweights.md, "Write and query"):
 
 * ``fw_write='prev_h'``: write the previous output, A_t = lam A_{t-1} + eta h_{t-1} h_{t-1}^T
   (Ba's equation). ``'prelim'``: write the vector computed this step before the fast-weight read
@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy  # host-side initial values only; the math below goes through the arrays' module
 
 from ..backend import array_module
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from .base import Cell, register, require_option
 from .layernorm import layer_norm_backward, layer_norm_forward
 from .lnlstm import (
@@ -195,11 +195,7 @@ h_t        = h^S;  state (h_t, A_t);  A_0 = 0;  f = ReLU by default
     def check_options(self):
         _check_choice_options(self)
         require_option(self, "activation", ("relu", "tanh"))
-        S = self.options["S"]
-        if isinstance(S, bool) or not isinstance(S, (int, numpy.integer)) or S < 1:
-            raise ConfigError(
-                f"option S (inner loop steps) of cell kind 'fw_rnn' must be an int >= 1; got {S!r}"
-            )
+        check_int("option S (inner loop steps) of cell kind 'fw_rnn'", self.options["S"])
 
     def param_shapes(self):
         H, X = self.hidden_size, self.input_size
@@ -363,7 +359,7 @@ class FastWeightLSTMCell(Cell):
 
     Parameters, both variants: W_kx (H, X), W_kh (H, H), b_k (H,), and the joint LayerNorm's
     ln_gain_k, ln_bias_k (H,) for k in i, f, g, o; ln_gain_c, ln_bias_c (H,) for the cell LN ->
-    4H(X+H) + 14H. The reference table's 4H(X+H) + 18H for variant A counts PyTorch's two
+    4H(X+H) + 14H. The usual count 4H(X+H) + 18H for variant A counts PyTorch's two
     Linear biases b_ih + b_hh; only their sum enters, so npcell keeps one b_k (it matches the
     TF variant's 4H(X+H) + 4H + 10H).
 
@@ -391,11 +387,6 @@ class FastWeightLSTMCell(Cell):
     def check_options(self):
         require_option(self, "variant", ("A", "B"))
         _check_choice_options(self)
-        if not isinstance(self.options["fast_weights"], bool):
-            raise ConfigError(
-                f"option fast_weights of cell kind 'fw_lstm' must be True or False; "
-                f"got {self.options['fast_weights']!r}"
-            )
         if self.options["variant"] == "B" and self.options["fw_write"] != "prelim":
             raise ConfigError(
                 "option fw_write='prev_h' is only valid for fw_lstm variant 'A': variant 'B' "

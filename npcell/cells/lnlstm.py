@@ -3,7 +3,7 @@
 Shapes: x_t (B, X); h, c (B, H); W_kx (H, X); W_kh (H, H); b_k, ln_gain_*, ln_bias_* (H,);
 gates k in (i, f, g, o). LN is :func:`npcell.cells.layernorm.layer_norm_forward` (one
 implementation for every cell). Equation labels (TF1)-(TF6) and (BA1)-(BA6) are npcell's: the
-papers' own numbers are not in ``shared/seeds``.
+papers' numbering is not used.
 
 ``ln_style="tf"`` (default): TensorFlow's ``LayerNormBasicLSTMCell``, which a TF-based 2018 paper
 such as Keller et al. most likely used as its LN-LSTM::
@@ -24,7 +24,7 @@ such as Keller et al. most likely used as its LN-LSTM::
 
 Parameters and counts (checked by a test):
 
-* tf: W_kx, W_kh; ln_gain_k, ln_bias_k; ln_gain_c, ln_bias_c -> 4H(X+H) + 10H (reference table).
+* tf: W_kx, W_kh; ln_gain_k, ln_bias_k; ln_gain_c, ln_bias_c -> 4H(X+H) + 10H (as TF's cell).
 * ba2016: W_kx, W_kh, b_k; ln_gain_kh, ln_gain_kx; ln_gain_c, ln_bias_c -> 4H(X+H) + 14H. The
   paper also gives each of the two LayerNorms in (BA1) a shift beta; both would simply add to b,
   so npcell keeps b only (a redundant parameter teaches nothing and splits its gradient).
@@ -87,12 +87,9 @@ def join_gates(blocks):
 
 
 def check_real_option(cell, name, *, low=None, high=None, low_open=False):
-    """ConfigError unless option ``name`` is a finite number in [low, high] (or (low, high])."""
+    """ConfigError unless option ``name`` (a finite number: Cell checked its type) lies in
+    [low, high] (or (low, high])."""
     value = cell.options[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(
-            f"option {name} of cell kind {cell.kind!r} must be a finite number; got {value!r}"
-        )
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and value > high
     if too_low or too_high:
@@ -267,7 +264,6 @@ class LNLSTMCell(Cell):
 
     def check_options(self):
         require_option(self, "ln_style", LN_STYLES)
-        check_real_option(self, "forget_bias")
         check_real_option(self, "ln_eps", low=0.0, low_open=True)
 
     def param_shapes(self):

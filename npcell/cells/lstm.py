@@ -1,7 +1,7 @@
 """The LSTM, eq. (1)-(6): the reference step pair.
 
-Equation numbers are those of Landi et al. 2021, "Working Memory Connections for LSTM"
-(``shared/seeds/001_...``). Shapes: x_t (B, X); h, c (B, H); W_*x (H, X); W_*h (H, H); b_* (H,).
+Equation numbers are those of Landi, Baraldi, Cornia & Cucchiara, "Working Memory Connections for
+LSTM", Neural Networks 2021. Shapes: x_t (B, X); h, c (B, H); W_*x (H, X); W_*h (H, H); b_* (H,).
 Its cell-to-gate variants are npcell/cells/peephole.py (eq. 16-21) and npcell/cells/wmc.py
 (eq. 7-15). The fast path over whole sequences is npcell/engine/lstm_family.py; a test holds
 it equal to looping these functions.
@@ -10,7 +10,6 @@ it equal to looping these functions.
 from __future__ import annotations
 
 from ..backend import array_module
-from ..errors import ConfigError
 from .base import Cell, register
 from .ops import dsigmoid, dtanh, sigmoid, tanh
 
@@ -112,11 +111,6 @@ h_t = o_t * tanh(c_t)                                     (6)
         params = super().init_params(rng)
         params["b_f"] = params["b_f"] + float(self.options["forget_bias"])
         return params
-
-    def check_options(self):
-        fb = self.options["forget_bias"]
-        if isinstance(fb, bool) or not isinstance(fb, (int, float)):
-            raise ConfigError(f"forget_bias must be a number; got {fb!r}")
 
     def step_cache_size(self):
         # i, f, g, o, c, tanh(c), h: seven (B, H) arrays; 11 array objects with the views

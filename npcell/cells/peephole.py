@@ -1,16 +1,16 @@
 """The peephole LSTM, eq. (16)-(21): the reference step pair.
 
-Equation numbers are those of Landi et al. 2021 (``shared/seeds/001_...``). The gates of the
-LSTM (npcell/cells/lstm.py) also read the cell state through W_kc, unsquashed:
+Equation numbers are those of Landi et al. 2021, "Working Memory Connections for LSTM". The
+gates of the LSTM (npcell/cells/lstm.py) also read the cell state through W_kc, unsquashed:
 
     i_t = sigma(W_ix x_t + W_ih h_{t-1} + W_ic c_{t-1} + b_i)       (16)
     f_t = sigma(W_fx x_t + W_fh h_{t-1} + W_fc c_{t-1} + b_f)       (17)
     o_t = sigma(W_ox x_t + W_oh h_{t-1} + W_oc c_t + b_o)           (18)
 
-with g_t, c_t, h_t as in eq. (1), (4), (6). The input and forget gates read c_{t-1}; the output
-gate reads the *new* c_t, so in BPTT its term joins dL/dc_t before dc_t feeds da_i, da_f and
-da_g (reference/cells.md 2.5). Its local gradients are eq. (19)-(21): dL/dW_ic is the
-outer product of dL/d(i-bar) and c_{t-1}, with nothing to bound it when c grows.
+with g_t, c_t, h_t as in eq. (1), (4), (6). The input and forget gates read c_{t-1}; the output gate
+reads the *new* c_t, so in BPTT its term joins dL/dc_t before dc_t feeds da_i, da_f and da_g
+(docs/derivations/connected.md, "Output gate first"). Its local gradients are eq. (19)-(21):
+dL/dW_ic is the outer product of dL/d(i-bar) and c_{t-1}, with nothing to bound it when c grows.
 
 Shapes: x_t (B, X); h, c (B, H); W_kx (H, X); W_kh (H, H); b_k (H,); W_kc (H,) with
 ``diagonal=True`` (the default: w_kc * c elementwise) or (H, H) with ``diagonal=False``;
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError
 from .base import register
 from .lstm import LSTMCell, gate_input_grads
 from .ops import cell_read, cell_read_back, cell_read_weight_grad, dsigmoid, dtanh, sigmoid, tanh
@@ -91,15 +90,6 @@ class CellToGateLSTM(LSTMCell):
     """The parameters and options shared by peephole and wmc: W_ic, W_fc, W_oc (and b_*c)."""
 
     squash = False  # WMC: True
-
-    def check_options(self):
-        super().check_options()
-        for name in ("diagonal", "cell_bias"):
-            if not isinstance(self.options[name], bool):
-                raise ConfigError(
-                    f"option {name} of {self.kind!r} must be True or False; "
-                    f"got {self.options[name]!r}"
-                )
 
     @property
     def cell_read(self) -> CellRead:
