@@ -35,7 +35,7 @@ import functools
 from dataclasses import dataclass
 
 from . import cpu_kernels
-from .backend import is_cupy_array
+from .backend import is_cupy_array, xp_for
 
 _switch = {"on": None}  # None: auto (CPU kernels when Numba is there, CuPy kernels off)
 
@@ -129,10 +129,15 @@ LSTM_BACKWARD = KernelSource(
 )
 
 
-@functools.cache
 def _kernel(source: KernelSource):
-    import cupy  # only reached with CuPy arrays in hand
+    """The kernel object for ``source``, built by the CuPy module the backend holds (only
+    reached with CuPy arrays in hand, so CuPy has been imported)."""
+    return _build(xp_for("cupy"), source)
 
+
+@functools.cache
+def _build(cupy, source: KernelSource):
+    # Keyed by the module too: the tests swap in a CPU test double of CuPy and back.
     return cupy.ElementwiseKernel(source.in_params, source.out_params, source.body, source.name)
 
 
