@@ -37,7 +37,7 @@ echo "== 2/3 float64 gradcheck on the GPU for every cell kind, GPU == CPU"
 "$PY" benchmarks/gpu_gradcheck.py "$OUT" || status=1
 
 echo "== 3/3 GPU benchmark vs torch CUDA"
-"$PY" -m npcell.cli bench --device gpu --kinds lstm gru peephole wmc ulstm --repeats 10 \
+"$PY" -m npcell bench --device gpu --kinds lstm gru peephole wmc ulstm --repeats 10 \
   --warmup 3 --out "$OUT" || status=1
 
 echo "gpu_check: results in $OUT (exit $status)"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import npcell
-from npcell import kernels
+from npcell import engine
 from npcell.backend import to_numpy
 
 
@@ -27,7 +27,7 @@ def run_kind(kind, fused_kernels):
     x = rng.standard_normal((T, B, X))
     dh = rng.standard_normal((T, B, H))
     row = {"kind": kind, "fused_kernels": fused_kernels}
-    with kernels.use_fused_kernels(fused_kernels):
+    with engine.use_fused_kernels(fused_kernels):
         report = npcell.gradcheck(gpu, cupy.asarray(x), mode="full")
         row["gradcheck_ok"] = bool(report.ok)
         row["gradcheck_max_rel_error"] = float(report.max_rel_error)

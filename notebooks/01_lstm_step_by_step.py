@@ -48,7 +48,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import npcell
-from npcell.ops import dsigmoid, dtanh, sigmoid
+from npcell.cells.ops import dsigmoid, dtanh, sigmoid
 
 QUICK = os.environ.get("NPCELL_QUICK") == "1"
 rng = np.random.default_rng(0)

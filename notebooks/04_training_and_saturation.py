@@ -29,8 +29,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from npcell import diagnostics
-from npcell.optim import clip_grad_norm
-from npcell.train import TrainConfig, build, train
+from npcell.training import TrainConfig, build, train
+from npcell.training.optim import clip_grad_norm
 
 QUICK = os.environ.get("NPCELL_QUICK") == "1"
 STEPS = 24 if QUICK else 150
@@ -118,7 +118,7 @@ show(copy_snaps, f"LSTM on copy, T={T_copy}")
 # connections of WMC): see the results page for the full runs.
 
 # %% [markdown]
-# ## The same through `npcell.train`
+# ## The same through `npcell.training`
 # `train()` wraps this loop with a progress bar, a metrics log (JSON lines and CSV) and
 # checkpoints that resume bit for bit. A tiny run:
 

@@ -36,8 +36,9 @@ from pathlib import Path
 
 import numpy
 
-from . import backend, cpu_kernels
+from . import backend, engine
 from .cells import CELLS, make_cell
+from .engine.cpu import loops as cpu_kernels
 
 # name -> (B, T, X, H)
 SHAPES = {
@@ -374,7 +375,6 @@ def theoretical_cache_bytes(cell, T, B) -> int | None:
 def bench_case(kind, shape_name, B, T, X, H, dtype, device: Device, *, repeats, warmup,
                with_torch=True, fused_kernels=False) -> dict:
     """Time one (kind, shape, dtype) case; return a flat record for the JSON."""
-    from . import kernels
     from .sequence import forward
 
     options = CELL_OPTIONS.get(kind, {})
@@ -403,7 +403,7 @@ def bench_case(kind, shape_name, B, T, X, H, dtype, device: Device, *, repeats, 
     floor = gemm_floor_runner(kind, B, T, X, H, dtype, xp, input_gemms=not small_input)
     if floor is not None:
         runners["gemm_floor"] = floor
-    with kernels.use_fused_kernels(fused_kernels):
+    with engine.use_fused_kernels(fused_kernels):
         both = median_times(runners, repeats=repeats, warmup=warmup, sync=device.sync)
     times = {name: wall for name, (wall, _) in both.items()}
     cpu = {name: c for name, (_, c) in both.items()}
@@ -590,56 +590,3 @@ def plot_scaling(scaling, path):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
-
-
-# ============================================================================================
-# Command line
-# ============================================================================================
-def add_cli_arguments(parser):
-    parser.add_argument("--out", default="benchmarks/results", help="directory for JSON + md")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny shapes, one repeat: a smoke test of a few seconds")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="cpu: NumPy vs torch CPU; gpu: CuPy vs torch CUDA")
-    parser.add_argument("--kinds", nargs="+", default=list(KINDS), metavar="KIND")
-    parser.add_argument("--shapes", nargs="+", default=None, choices=list(SHAPES),
-                        metavar="SHAPE", help=f"subset of {list(SHAPES)}")
-    parser.add_argument("--dtypes", nargs="+", default=None, choices=["float32", "float64"])
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs (median)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed runs first")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads")
-    parser.add_argument("--no-torch", action="store_true", help="time npcell alone")
-    parser.add_argument("--paths", nargs="+", choices=("plain", "kernels"),
-                        default=["plain", "kernels"],
-                        help="the plain path, the fused gate kernels, or both (default)")
-    parser.add_argument("--scaling", action="store_true",
-                        help="also time the lstm along T, H, B and plot it (--figures)")
-    parser.add_argument("--figures", default="figures", help="where the scaling plot goes")
-
-
-def cli_main(args) -> int:
-    from .cli import UsageError
-
-    unknown = [k for k in args.kinds if k not in CELLS]
-    if unknown:
-        raise UsageError(f"unknown cell kind(s) {unknown}; expected some of {sorted(CELLS)}")
-    if args.threads < 1:
-        raise UsageError(f"--threads must be >= 1; got {args.threads}")
-    if not args.no_torch and _torch() is None:
-        print("npcell bench: torch is not installed; timing npcell alone "
-              "(pip install npcell[crosscheck] for the ratios)", file=sys.stderr)
-    data = run_benchmarks(device=args.device, quick=args.quick, kinds=args.kinds,
-                          shapes=args.shapes, dtypes=args.dtypes, repeats=args.repeats,
-                          warmup=args.warmup, threads=args.threads, paths=args.paths,
-                          with_torch=not args.no_torch and _torch() is not None)
-    name = f"bench_{args.device}" + ("_quick" if args.quick else "")
-    json_path, md_path = write_results(data, args.out, name)
-    print(f"wrote {json_path} and {md_path}")
-    if args.scaling:
-        scaling = run_scaling(quick=args.quick, repeats=1 if args.quick else 3)
-        scaling_path = Path(args.out) / ("scaling" + ("_quick" if args.quick else "") + ".json")
-        scaling_path.write_text(json.dumps(scaling, indent=1) + "\n")
-        fig = plot_scaling(scaling, Path(args.figures) / (
-            "performance_scaling" + ("_quick" if args.quick else "") + ".png"))
-        print(f"wrote {scaling_path} and {fig}")
-    return 0

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 import numpy
 
 from .backend import array_module, to_numpy
+from .cells.ops import dtanh, sigmoid
 from .errors import ConfigError, ShapeError, shape_str
-from .ops import dtanh, sigmoid
 from .sequence import check_input, check_state, complete_dstate
 
 DEFAULT_THRESHOLD = 0.05
@@ -246,7 +246,7 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
     cell : any npcell cell.
     seq : x (T, B, X), or a pair (x, target) such as ``npcell.tasks.adding.make_batch`` returns.
     target : optional. (B, Y) is read out at the last step, (T, B, Y) at every step, by a
-        seeded linear readout (``npcell.layers.Linear(H, Y, seed=seed)``) and the MSE loss.
+        seeded linear readout (``npcell.training.layers.Linear(H, Y, seed=seed)``) and the MSE loss.
     loss : optional callable ``loss(h) -> (value, dh)`` with h and dh (T, B, H); overrides the
         target readout.
         Default (no target, no loss): L = mean over the batch of r · h_{T-1}, with r a fixed
@@ -448,7 +448,7 @@ def _loss_and_dh(cell, h, target, loss, seed):
         r = xp.asarray(r / numpy.linalg.norm(r), dtype=h.dtype)
         dh[-1] = r / B  # dL/dh_{T-1}, the same for every sequence
         return float((h[-1] @ r).mean()), dh
-    from .layers import Linear, mse_loss
+    from .training.layers import Linear, mse_loss
 
     target = xp.asarray(target, dtype=h.dtype)
     if target.ndim == 2 and target.shape[0] == B:
@@ -659,56 +659,6 @@ def weight_local_gradients(cell, cache_t, gate="i") -> dict:
         if cell_bias:
             out[f"b_{gate}c"] = dhat
     return out
-
-
-# ============================================================================================
-# npcell diagnose
-# ============================================================================================
-def add_cli_arguments(parser):
-    parser.add_argument("--cell", default="lstm,peephole,wmc",
-                        help="comma-separated cell kinds (default: lstm,peephole,wmc)")
-    parser.add_argument("--task", default="adding", choices=["adding"],
-                        help="task whose batch is diagnosed (default: adding)")
-    parser.add_argument("--T", type=int, default=400, help="sequence length (default 400)")
-    parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    parser.add_argument("--hidden", type=int, default=64, help="hidden size H (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and data")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                        help=f"saturation threshold tau (default {DEFAULT_THRESHOLD})")
-    parser.add_argument("--out", default=None,
-                        help="figure path (default figures/diagnose_<task>_T<T>.png)")
-    parser.add_argument("--save", default=None, metavar="DIR",
-                        help="also write one Diagnosis .npz per cell into DIR")
-
-
-def cli_main(args) -> int:
-    import os
-
-    from .cells import CELLS, make_cell
-    from .tasks.adding import make_batch
-
-    kinds = [k.strip() for k in args.cell.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in CELLS]
-    if unknown:
-        raise ConfigError(f"unknown cell kind(s) {unknown}; expected some of {sorted(CELLS)}")
-    for name in ("T", "batch", "hidden"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be a positive int; got {getattr(args, name)}")
-    if args.seed < 0:
-        raise ConfigError(f"--seed must be a non-negative int; got {args.seed}")
-    x, y = make_batch(args.T, args.batch, numpy.random.default_rng(args.seed))
-    cells = [make_cell(kind, x.shape[-1], args.hidden, seed=args.seed) for kind in kinds]
-    result = compare(cells, x, y, task=f"{args.task} T={args.T}", threshold=args.threshold,
-                     seed=args.seed)
-    out = args.out or f"figures/diagnose_{args.task}_T{args.T}.png"
-    _save_figure(result.figure, out)
-    print(result.summary())
-    if args.save:
-        os.makedirs(args.save, exist_ok=True)
-        for d in result:
-            print("wrote", d.save(os.path.join(args.save, f"diagnosis_{d.kind}.npz")))
-    print(f"wrote {out}")
-    return 0
 
 
 __all__ = [

@@ -46,6 +46,11 @@ class ArgumentTypeError(NpcellError, TypeError):
     nested list of numbers), not a dict for a state, not the cache that ``forward`` returned."""
 
 
+class UsageError(NpcellError, ValueError):
+    """A command-line user error (unknown name, bad flag value): ``npcell`` reports it in one
+    line and exits 2."""
+
+
 def shape_str(shape) -> str:
     """Render a shape the way NumPy prints it, e.g. ``(5, 3, 2)``."""
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"

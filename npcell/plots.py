@@ -398,27 +398,6 @@ def learning_curves(run_dirs, ax=None, *, key="loss", splits=None, x="step", log
     return ax
 
 
-def add_cli_arguments(parser):
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="run directories (metrics.jsonl + config.json) or their parent")
-    parser.add_argument("--key", default="loss", help="what to plot: loss (default) or metric")
-    parser.add_argument("--split", default=None,
-                        help="comma-separated splits to show (default: every split present)")
-    parser.add_argument("--x", default="step", choices=["step", "epoch"], help="x axis")
-    parser.add_argument("--log", action="store_true", help="log-scale y axis")
-    parser.add_argument("--out", default="figures/learning_curves.png", help="figure path")
-
-
-def cli_main(args) -> int:
-    from .diagnostics import _save_figure
-
-    splits = [s for s in args.split.split(",") if s] if args.split else None
-    ax = learning_curves(args.run_dirs, key=args.key, splits=splits, x=args.x, log=args.log)
-    _save_figure(ax.figure, args.out)
-    print(f"wrote {args.out}")
-    return 0
-
-
 __all__ = [
     "cell_norm",
     "comparison_figure",

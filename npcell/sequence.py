@@ -13,6 +13,14 @@ between steps); ``dstate`` is the gradient with respect to the *final* state (fr
 
 When a cell has a fused ``sequence_forward``/``sequence_backward`` the driver uses it; otherwise
 (or with ``fused=False``) it loops the cell's pure step functions. Both give the same numbers.
+
+The step loops are :func:`stepwise_forward` and :func:`stepwise_backward` (the one BPTT loop in
+npcell). Each takes a per-step hook, and so do ``forward``/``backward`` (``on_step=``), which
+is how ``diagnose`` measures every step without a loop of its own::
+
+    h, state_T, cache = forward(cell, x, on_step=lambda t, state_t, cache_t: ...)
+    grads, dx, dstate0 = backward(
+        cell, dh, cache, on_step=lambda t, dstate_t, grads_t, dx_t, dstate_prev: ...)
 """
 
 from __future__ import annotations
@@ -62,7 +70,8 @@ class SequenceCache:
         return total
 
 
-def forward(cell, x, state=None, *, fused=None, check_finite=False, max_cache_bytes=None):
+def forward(cell, x, state=None, *, fused=None, check_finite=False, max_cache_bytes=None,
+            on_step=None):
     """Run ``cell`` over a sequence.
 
     Parameters
@@ -76,6 +85,8 @@ def forward(cell, x, state=None, *, fused=None, check_finite=False, max_cache_by
     max_cache_bytes : refuse (:class:`MemoryLimitError`) when the cache would be larger; default
         :func:`get_memory_limit` (8 GiB unless set by :func:`set_memory_limit` or the
         ``NPCELL_MEMORY_LIMIT`` environment variable).
+    on_step : optional per-step hook ``on_step(t, state_t, cache_t)``, called after step t
+        (see :func:`stepwise_forward`); it needs the stepwise path, so it implies ``fused=False``.
 
     ``x`` and the state may also be nested lists of numbers (converted to the cell's dtype);
     arrays must already have the cell's dtype and backend.
@@ -86,10 +97,10 @@ def forward(cell, x, state=None, *, fused=None, check_finite=False, max_cache_by
     """
     check_cell(cell)
     x = as_array(cell, x, "x")
-    xp = check_input(cell, x)
+    check_input(cell, x)
     T, B, _ = x.shape
     state = check_state(cell, state, B, "state")
-    use_fused = _use_fused(cell, fused)
+    use_fused = _use_fused(cell, fused, on_step)
     check_finite = _flag("check_finite", check_finite)
     check_memory(cell, T, B, max_cache_bytes, use_fused)  # before anything (T, B, ...) exists
     if check_finite:
@@ -99,20 +110,14 @@ def forward(cell, x, state=None, *, fused=None, check_finite=False, max_cache_by
             h, state_T, data = cell.sequence_forward(cell.params, x, state)
             cache = SequenceCache(cell.kind, "fused", T, B, cell.params, data=data)
         else:
-            h = xp.empty((T, B, cell.hidden_size), dtype=x.dtype)
-            steps = []
-            state_T = state
-            for t in range(T):
-                state_T, cache_t = cell.step_forward(cell.params, x[t], state_T)
-                h[t] = state_T["h"]
-                steps.append(cache_t)
+            h, state_T, steps = stepwise_forward(cell, x, state, on_step=on_step)
             cache = SequenceCache(cell.kind, "stepwise", T, B, cell.params, steps=steps)
     if check_finite:
         check_forward_finite(cell, h, state_T, cache)
     return h, state_T, cache
 
 
-def backward(cell, dh, cache, dstate=None, *, check_finite=False):
+def backward(cell, dh, cache, dstate=None, *, check_finite=False, on_step=None):
     """BPTT through a cached forward.
 
     Parameters
@@ -120,6 +125,9 @@ def backward(cell, dh, cache, dstate=None, *, check_finite=False):
     dh : (T, B, H) dL/dh_t for every step (None for zeros, e.g. when only the final state matters).
     cache : the :class:`SequenceCache` that :func:`forward` returned.
     dstate : dL/d(final state), a dict with any of the state names (missing names are zeros).
+    on_step : optional per-step hook ``on_step(t, dstate_t, grads_t, dx_t, dstate_prev)``
+        (see :func:`stepwise_backward`); it needs a stepwise cache (``forward(..., fused=False)``
+        or ``forward(..., on_step=...)``).
 
     Returns
     -------
@@ -127,6 +135,9 @@ def backward(cell, dh, cache, dstate=None, *, check_finite=False):
     """
     check_cell(cell)
     _check_cache(cell, cache)
+    if on_step is not None and cache.path != "stepwise":
+        raise ConfigError("backward(on_step=...) needs the stepwise cache; run "
+                          "forward(..., fused=False) or forward(..., on_step=...) first")
     check_finite = _flag("check_finite", check_finite)
     xp = cell.xp
     T, B, H = cache.T, cache.B, cell.hidden_size
@@ -143,23 +154,76 @@ def backward(cell, dh, cache, dstate=None, *, check_finite=False):
         if cache.path == "fused":
             grads, dx, dstate0 = cell.sequence_backward(cache.params, dh, cache.data, dstate)
         else:
-            grads = cell.zero_grads()
-            dx = xp.empty((T, B, cell.input_size), dtype=cell.dtype)
-            dstate_t = dict(dstate)
-            for t in range(T - 1, -1, -1):
-                dstate_t["h"] = dstate_t["h"] + dh[t]  # the loss at step t joins the carried dh
-                grads_t, dx[t], dstate_t = cell.step_backward(cache.params, dstate_t,
-                                                              cache.steps[t])
+            def after_step(t, dstate_t, grads_t, dx_t, dstate_prev):
                 if check_finite:
-                    check_backward_step(cell, t, dstate_t, dx[t])
-                for name, g in grads_t.items():
-                    grads[name] += g  # the same weights act at every step: sum over t
-            dstate0 = dstate_t
+                    check_backward_step(cell, t, dstate_prev, dx_t)
+                if on_step is not None:
+                    on_step(t, dstate_t, grads_t, dx_t, dstate_prev)
+
+            grads, dx, dstate0 = stepwise_backward(
+                cell, dh, cache.steps, dstate, params=cache.params,
+                on_step=after_step if check_finite or on_step is not None else None)
     if check_finite:  # dx first, in BPTT order (from t=T-1 down), then dstate0, then dL/dW
         first_nonfinite(cell, {"dx": dx, **{f"d{k}0": v for k, v in dstate0.items()}},
                         what="backward pass", last_step=True)
         first_nonfinite(cell, {f"dL/d{k}": v for k, v in grads.items()}, what="backward pass")
     return grads, dx, dstate0
+
+
+# ----- the stepwise loops -------------------------------------------------------------------
+# The one forward loop and the one BPTT loop over a cell's pure step pair. forward/backward run
+# them when a cell has no fused pair (or with fused=False); diagnose runs them with its hooks
+# to measure every step. Hooks observe: they must not modify the arrays they are given.
+def stepwise_forward(cell, x, state, *, params=None, on_step=None):
+    """Loop ``cell.step_forward`` over x.
+
+    x : (T, B, X); state : the initial state dict ({'h': (B, H), 'c': (B, H), ...}), complete.
+    params : the parameter dict (default ``cell.params``).
+    on_step : optional ``on_step(t, state_t, cache_t)`` called after step t with the new state
+        (h_t, c_t, ...) and the step's named cache.
+
+    Returns h (T, B, H), the final state, and the list of T step caches.
+    """
+    params = cell.params if params is None else params
+    T, B, _ = x.shape
+    h = array_module(x).empty((T, B, cell.hidden_size), dtype=x.dtype)
+    steps = []
+    for t in range(T):
+        state, cache_t = cell.step_forward(params, x[t], state)
+        h[t] = state["h"]
+        steps.append(cache_t)
+        if on_step is not None:
+            on_step(t, state, cache_t)
+    return h, state, steps
+
+
+def stepwise_backward(cell, dh, steps, dstate, *, params=None, on_step=None):
+    """BPTT: loop ``cell.step_backward`` from t = T-1 down to 0 and sum the weight gradients.
+
+    dh : (T, B, H) dL/dh_t from the loss at each step; steps : the T step caches of
+    :func:`stepwise_forward`; dstate : dL/d(final state), a complete dict.
+    params : the parameter dict (default ``cell.params``).
+    on_step : optional ``on_step(t, dstate_t, grads_t, dx_t, dstate_prev)`` called after step t:
+        dstate_t is dL/d(state_t) as step t received it (the loss's dh[t] included), grads_t
+        this step's contribution to every weight gradient (keyed like params), dx_t (B, X)
+        dL/dx_t, and dstate_prev dL/d(state_{t-1}).
+
+    Returns grads (keyed like params), dx (T, B, X) and dL/d(initial state).
+    """
+    params = cell.params if params is None else params
+    T = len(steps)
+    grads = cell.zero_grads()
+    dx = array_module(dh).empty((T, dh.shape[1], cell.input_size), dtype=dh.dtype)
+    dstate = dict(dstate)
+    for t in range(T - 1, -1, -1):
+        dstate_t = dict(dstate)
+        dstate_t["h"] = dstate_t["h"] + dh[t]  # the loss at step t joins the carried dL/dh_t
+        grads_t, dx[t], dstate = cell.step_backward(params, dstate_t, steps[t])
+        for name, g in grads_t.items():
+            grads[name] += g  # the same weights act at every step: dL/dW = sum over t
+        if on_step is not None:
+            on_step(t, dstate_t, grads_t, dx[t], dstate)
+    return grads, dx, dstate
 
 
 # ----- validation ---------------------------------------------------------------------------
@@ -358,8 +422,12 @@ def _flag(name, value):
     return bool(value)
 
 
-def _use_fused(cell, fused):
+def _use_fused(cell, fused, on_step=None):
     has = hasattr(cell, "sequence_forward") and getattr(cell, "fused", True)
+    if on_step is not None:
+        if fused:
+            raise ConfigError("on_step runs per step of the stepwise path; drop fused=True")
+        return False
     if fused is None:
         return has
     fused = _flag("fused", fused)

@@ -32,9 +32,9 @@ import sys
 import numpy
 
 import npcell
-from npcell.layers import softmax_cross_entropy
-from npcell.optim import SGD, clip_grad_norm
-from npcell.train import SequenceModel
+from npcell.training import SequenceModel
+from npcell.training.layers import softmax_cross_entropy
+from npcell.training.optim import SGD, clip_grad_norm
 
 KINDS = ("lstm", "peephole", "wmc")
 

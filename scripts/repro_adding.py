@@ -49,7 +49,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from npcell.tasks.adding import BASELINE_MSE
-    from npcell.train import TrainConfig
+    from npcell.training import TrainConfig
 
     t0 = time.perf_counter()
     configs = [

@@ -49,7 +49,7 @@ def _train_one(config_dict, run_dir, threads):
         threadpool_limits(threads)
     except ImportError:
         pass
-    from npcell.train import TrainConfig, train
+    from npcell.training import TrainConfig, train
 
     config = TrainConfig.from_dict(config_dict)
     t0 = time.perf_counter()
@@ -207,7 +207,7 @@ def compare_cells(args, *, experiment, base_config, metric_label, paper, higher_
                   baseline=None, baseline_label="baseline", split="test", notes=""):
     """Train ``args.cells`` x ``args.seeds`` from ``base_config`` (a TrainConfig dict without
     cell/seed), plot ``split``'s metric per epoch and record the row. Returns the summary."""
-    from npcell.train import TrainConfig
+    from npcell.training import TrainConfig
 
     t0 = time.perf_counter()
     overrides = {k: v for k in ("optimizer", "lr") if (v := getattr(args, k, None)) is not None}

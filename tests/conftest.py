@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def no_workspace():
     """Turn buffer reuse off for a test that counts allocations with tracemalloc."""
-    from npcell import workspace
+    from npcell.engine import workspace
 
     workspace.set_workspace_limit(0)
     yield

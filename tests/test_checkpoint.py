@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import npcell
-from npcell.checkpoint import (
+from npcell.errors import CheckpointError
+from npcell.training.checkpoint import (
     FORMAT_VERSION,
     META_KEY,
     VERSION_KEY,
@@ -23,7 +24,6 @@ from npcell.checkpoint import (
     save_cell,
     save_checkpoint,
 )
-from npcell.errors import CheckpointError
 
 
 def _arrays(seed=0):
@@ -283,7 +283,7 @@ class _Killed(BaseException):
 
 
 def _tiny_config():
-    from npcell.train import TrainConfig
+    from npcell.training import TrainConfig
 
     return TrainConfig(task="adding", task_options={"T": 8, "n_train": 48, "n_test": 16},
                        cell="wmc", hidden=6, batch=8, epochs=2, steps_per_epoch=5,
@@ -302,7 +302,7 @@ def test_training_killed_mid_checkpoint_write_resumes_to_the_same_result(tmp_pat
     truncated (or the rename never happens) and the process dies. The checkpoint on disk is
     still the one of step 4; it loads, and resuming from it ends bit for bit where an
     uninterrupted run ends."""
-    train_module = pytest.importorskip("npcell.train")
+    train_module = pytest.importorskip("npcell.training")
     config = _tiny_config()
     reference = train_module.train(config, tmp_path / "reference", progress=False)
     ref_arrays, ref_meta = load_checkpoint(tmp_path / "reference" / "checkpoint.npz")

@@ -257,7 +257,7 @@ BAD_NUMBERS = [0, -1, "x", None, float("nan"), float("inf"), True, 2.5, [1]]
 
 
 def _train_scenario(data, log, out_dir):
-    from npcell.train import TrainConfig, train
+    from npcell.training import TrainConfig, train
 
     fields = {
         "task": data.draw(st.sampled_from(["adding", "copy", "art"]), label="task"),
@@ -291,7 +291,7 @@ def _train_scenario(data, log, out_dir):
 
 
 def _run_train_fuzz(n_examples, derandomize, tmp_path):
-    pytest.importorskip("npcell.train")
+    pytest.importorskip("npcell.training")
     log = Counter()
     counter = {"n": 0}
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import npcell
-from npcell import backend, kernels
+from npcell import backend, engine
 from npcell.backend import to_numpy
-from npcell.train import SequenceModel, TrainConfig, train
+from npcell.training import SequenceModel, TrainConfig, train
 
 LSTM_FAMILY = [("lstm", {}), ("peephole", {}), ("wmc", {}), ("wmc", {"cell_bias": True}),
                ("peephole", {"diagonal": False})]
@@ -101,10 +101,10 @@ def test_fused_kernels_equal_plain_path_float64(cp, B, T, H):
     """The ElementwiseKernels (on the double: their C body run as NumPy) == the plain path."""
     _, gpu, x, dh = _case("lstm", {}, T=T, B=B, X=3, H=H, seed=B + T + H)
     x, dh = cp.asarray(x), cp.asarray(dh)
-    with kernels.use_fused_kernels(False):
+    with engine.use_fused_kernels(False):
         plain = _run(gpu, x, dh)
-    with kernels.use_fused_kernels(True):
-        assert kernels.active(x)
+    with engine.use_fused_kernels(True):
+        assert engine.active(x)
         fused = _run(gpu, x, dh)
     _assert_close(fused, plain, atol=1e-12)
     assert fused[0].dtype == cp.float64
@@ -112,7 +112,7 @@ def test_fused_kernels_equal_plain_path_float64(cp, B, T, H):
 
 def test_fused_kernels_gradcheck_float64(cp):
     _, gpu, x, _ = _case("lstm", {}, T=4, B=2, X=2, H=3)
-    with kernels.use_fused_kernels(True):
+    with engine.use_fused_kernels(True):
         report = npcell.gradcheck(gpu, cp.asarray(x), mode="full")
     assert report.ok, str(report)
 

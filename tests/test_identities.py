@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npcell
-from npcell import kernels
+from npcell import engine
 from npcell.cells.teaching import lstm_to_teaching_params, teaching_to_lstm_params
 from npcell.cells.ulstm import ulstm_step_forward
 from npcell.errors import ConfigError
@@ -58,7 +58,7 @@ def test_zero_cell_connections_give_the_lstm_exactly(kind, options, fused, T, B,
     # Bit-identity needs the same arithmetic on both sides: the compiled CPU kernels of lstm
     # and of peephole/wmc are different kernels, so they are off here (tests/test_kernels_cpu.py
     # holds each of them == plain).
-    with kernels.use_fused_kernels(False):
+    with engine.use_fused_kernels(False):
         h_l, s_l, g_l, dx_l, d0_l = run(lstm, x, state, dh, dstate, fused)
         h_o, s_o, g_o, dx_o, d0_o = run(other, x, state, dh, dstate, fused)
     np.testing.assert_array_equal(h_o, h_l)  # tanh(0) = 0 is added: bit-identical

@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npcell
-from npcell import cpu_kernels, kernels, workspace
+from npcell import engine
+from npcell.engine import workspace
+from npcell.engine.cpu import loops as cpu_kernels
 
 numba_only = pytest.mark.skipif(not cpu_kernels.available(),
                                 reason="needs Numba (pip install npcell[fast])")
@@ -50,7 +52,7 @@ def _input_in_loops(on):
 
 
 def _run(cell, x, state, dh, dstate, on):
-    with kernels.use_fused_kernels(on):
+    with engine.use_fused_kernels(on):
         h, state_T, cache = npcell.forward(cell, x, state)
         grads, dx, dstate0 = npcell.backward(cell, dh, cache, dstate)
     return h.copy(), state_T, grads, dx, dstate0
@@ -87,7 +89,7 @@ def test_cpu_kernels_equal_the_plain_path(T, B, X, H, seed, dtype, scale, kind,
 @pytest.mark.parametrize("kind,options", KINDS)
 def test_cpu_kernels_pass_the_float64_gradcheck(kind, options, X):
     cell = npcell.make_cell(kind, X, 4, seed=3, **options)
-    with kernels.use_fused_kernels(True), _input_in_loops(True):  # X = 3: in the loops
+    with engine.use_fused_kernels(True), _input_in_loops(True):  # X = 3: in the loops
         x = np.random.default_rng(1).standard_normal((5, 3, X))
         report = npcell.gradcheck(cell, x, mode="full", fused=True)
     assert report.ok, report
@@ -118,7 +120,7 @@ def test_cpu_kernels_are_used_and_switch_off(kind, loops, monkeypatch):
     npcell.backward(cell, dh, npcell.forward(cell, x, state)[2], dstate)
     assert set(calls) == set(loops), "the auto default takes the Numba path when installed"
     calls.clear()
-    with kernels.use_fused_kernels(False):
+    with engine.use_fused_kernels(False):
         npcell.backward(cell, dh, npcell.forward(cell, x, state)[2], dstate)
     assert not calls
 
@@ -157,7 +159,7 @@ def test_small_inputs_are_projected_inside_the_loops(kind, monkeypatch):
 @numba_only
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_compiled_exp_is_within_an_ulp_of_numpy(dtype):
-    from npcell.numba_kernels import exp_array
+    from npcell.engine.cpu.kernels import exp_array
 
     finfo = np.finfo(dtype)
     top = 708.0 if dtype == "float64" else 87.0  # the normal range the kernels promise

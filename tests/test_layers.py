@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from npcell.errors import ConfigError, DTypeError, ShapeError
 from npcell.gradcheck import DEFAULTS, relative_error
-from npcell.layers import (
+from npcell.training.layers import (
     Embedding,
     Linear,
     log_softmax,

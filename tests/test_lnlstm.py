@@ -11,8 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import npcell
+from npcell.cells.layernorm import layer_norm_backward, layer_norm_forward
 from npcell.errors import ConfigError
-from npcell.layernorm import layer_norm_backward, layer_norm_forward
 
 LN_STYLES = ["tf", "ba2016"]
 

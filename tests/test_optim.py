@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npcell.errors import CheckpointError, ConfigError, ShapeError
-from npcell.optim import SGD, Adam, clip_grad_norm, global_grad_norm, make_optimizer
+from npcell.training.optim import SGD, Adam, clip_grad_norm, global_grad_norm, make_optimizer
 
 
 def test_nesterov_sgd_two_steps_by_hand():

@@ -19,9 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npcell
-from npcell import cpu_kernels, kernels
+from npcell import engine
 from npcell.bench import theoretical_cache_bytes
 from npcell.cells.lstm import PACKED_ORDER, _GateMath
+from npcell.engine.cpu import loops as cpu_kernels
+from npcell.engine.cuda import kernels
 
 CONFIGS = [
     ("lstm", {}),
@@ -256,17 +258,17 @@ def test_cupy_kernel_sources_compute_the_lstm_gate_block(tmp_path):
 
 
 def test_fused_kernel_switch_is_scoped_and_has_an_auto_default():
-    assert kernels.fused_kernels_enabled() is None  # auto
-    assert kernels.active(np.zeros(3)) == cpu_kernels.available()
-    with kernels.use_fused_kernels(False):
-        assert kernels.fused_kernels_enabled() is False
-        assert not kernels.active(np.zeros(3))  # False forces the plain NumPy path
-        with kernels.use_fused_kernels(True):
-            assert kernels.active(np.zeros(3)) == cpu_kernels.available()
-        assert kernels.fused_kernels_enabled() is False
-    assert kernels.fused_kernels_enabled() is None
+    assert engine.fused_kernels_enabled() is None  # auto
+    assert engine.active(np.zeros(3)) == cpu_kernels.available()
+    with engine.use_fused_kernels(False):
+        assert engine.fused_kernels_enabled() is False
+        assert not engine.active(np.zeros(3))  # False forces the plain NumPy path
+        with engine.use_fused_kernels(True):
+            assert engine.active(np.zeros(3)) == cpu_kernels.available()
+        assert engine.fused_kernels_enabled() is False
+    assert engine.fused_kernels_enabled() is None
     with pytest.raises(TypeError, match="True, False or None"):
-        kernels.use_fused_kernels("yes")
+        engine.use_fused_kernels("yes")
 
 
 # ----- npcell bench --quick ------------------------------------------------------------------

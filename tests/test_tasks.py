@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npcell.layers import softmax_cross_entropy
 from npcell.tasks import adding, art, charlm, copying, digits, make_task, mnist
 from npcell.tasks.base import DataError
+from npcell.training.layers import softmax_cross_entropy
 
 
 # ----- adding ---------------------------------------------------------------------------------

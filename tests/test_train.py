@@ -11,9 +11,9 @@ import pytest
 from npcell.cli import main as npcell_main
 from npcell.errors import CheckpointError, ConfigError
 from npcell.gradcheck import DEFAULTS, relative_error
-from npcell.presets import PRESETS, preset_config
 from npcell.tasks import make_task
-from npcell.train import SequenceModel, TrainConfig, read_metrics, train
+from npcell.training import SequenceModel, TrainConfig, read_metrics, train
+from npcell.training.config import PRESETS, preset_config
 
 EPS, TOL, FLOOR = DEFAULTS["float64"]
 

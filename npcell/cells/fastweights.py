@@ -35,9 +35,8 @@ import numpy  # host-side initial values only; the math below goes through the a
 
 from ..backend import array_module
 from ..errors import ConfigError
-from ..layernorm import layer_norm_backward, layer_norm_forward
-from ..ops import ACTIVATIONS, drelu, dsigmoid, relu, sigmoid
 from .base import Cell, register, require_option
+from .layernorm import layer_norm_backward, layer_norm_forward
 from .lnlstm import (
     GATES,
     check_real_option,
@@ -48,6 +47,7 @@ from .lnlstm import (
     project_backward,
     split_gates,
 )
+from .ops import ACTIVATIONS, drelu, dsigmoid, relu, sigmoid
 
 FW_WRITES = ("prev_h", "prelim")
 FW_QUERIES = ("new_A", "old_A")

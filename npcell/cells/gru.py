@@ -45,8 +45,8 @@ from __future__ import annotations
 
 from ..backend import array_module
 from ..errors import ConfigError
-from ..ops import dsigmoid, dtanh, sigmoid, sigmoid_
 from .base import Cell, register
+from .ops import dsigmoid, dtanh, sigmoid, sigmoid_
 
 GRU_GATES = ("z", "r", "n")  # packed order of the fused path: update, reset, candidate
 

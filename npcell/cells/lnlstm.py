@@ -1,9 +1,9 @@
 """Layer-normalised LSTM (``ln_lstm``): the baseline of the fast-weight LSTM paper, two styles.
 
 Shapes: x_t (B, X); h, c (B, H); W_kx (H, X); W_kh (H, H); b_k, ln_gain_*, ln_bias_* (H,);
-gates k in (i, f, g, o). LN is :func:`npcell.layernorm.layer_norm_forward` (one implementation for
-every cell). Equation labels (TF1)-(TF6) and (BA1)-(BA6) are npcell's: the papers' own numbers are
-not in ``shared/seeds``.
+gates k in (i, f, g, o). LN is :func:`npcell.cells.layernorm.layer_norm_forward` (one
+implementation for every cell). Equation labels (TF1)-(TF6) and (BA1)-(BA6) are npcell's: the
+papers' own numbers are not in ``shared/seeds``.
 
 ``ln_style="tf"`` (default): TensorFlow's ``LayerNormBasicLSTMCell``, which a TF-based 2018 paper
 such as Keller et al. most likely used as its LN-LSTM::
@@ -43,10 +43,10 @@ import numpy  # host-side initial values only; the math below goes through array
 
 from ..backend import array_module
 from ..errors import ConfigError
-from ..layernorm import layer_norm_backward, layer_norm_forward
-from ..ops import dsigmoid, dtanh, sigmoid, tanh
 from .base import Cell, register, require_option
+from .layernorm import layer_norm_backward, layer_norm_forward
 from .lstm import GATES, pack
+from .ops import dsigmoid, dtanh, sigmoid, tanh
 
 LN_STYLES = ("tf", "ba2016")
 

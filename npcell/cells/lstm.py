@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import contextlib
 
-from .. import cpu_kernels, kernels, workspace
+from .. import engine
 from ..backend import array_module
-from ..ops import dsigmoid, dtanh, sigmoid, tanh
+from ..engine import workspace
+from ..engine.cpu import loops as cpu_kernels
+from ..engine.cuda import kernels
 from .base import Cell, register
+from .ops import dsigmoid, dtanh, sigmoid, tanh
 
 GATES = ("i", "f", "g", "o")
 # Packed order inside the fused path (see its layout note): the sigmoid gates o, i, f first and
@@ -344,7 +347,7 @@ h_t = o_t * tanh(c_t)                                                       (6)
 # the backward allocates one small block of local derivatives every CHUNK steps.
 # With Numba installed (default on), compiled CPU kernels replace the gate block of lstm,
 # peephole and wmc (npcell/cpu_kernels.py; they take the pre-activations unscaled). On CuPy,
-# `npcell.kernels.use_fused_kernels(True)` replaces the LSTM gate block of each step by one
+# `npcell.engine.use_fused_kernels(True)` replaces the LSTM gate block of each step by one
 # ElementwiseKernel launch (forward) and one (backward). The plain path below stays the
 # reference, and tests compare each fast path with it.
 _O, _I, _F, _G = 0, 1, 2, 3  # block index of each gate in PACKED_ORDER
@@ -398,8 +401,8 @@ class _GateMath:
 
 def _kernel_path(x, connection):
     """Which fused gate kernels run on ``x``: 'numba' (NumPy: lstm, peephole, wmc), 'cupy'
-    (the plain LSTM only), or None (plain path). ``npcell.kernels.active`` holds the switch."""
-    if not kernels.active(x):
+    (the plain LSTM only), or None (plain path). ``npcell.engine.active`` holds the switch."""
+    if not engine.active(x):
         return None
     if array_module(x).__name__ == "numpy":
         return "numba"

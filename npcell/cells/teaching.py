@@ -40,8 +40,8 @@ Careful: the teaching ``W_f`` / ``b_f`` belong to *focus* (the output gate), whi
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..ops import ACTIVATIONS, dsigmoid, dtanh, sigmoid, tanh
 from .base import Cell, register
+from .ops import ACTIVATIONS, dsigmoid, dtanh, sigmoid, tanh
 
 # teaching gate -> (its prefix letter, the lstm gate it is)
 TEACHING_GATES = {

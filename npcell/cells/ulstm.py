@@ -56,8 +56,8 @@ from __future__ import annotations
 
 from ..backend import array_module
 from ..errors import ConfigError
-from ..ops import dsigmoid, dtanh, sigmoid, sigmoid_
 from .base import Cell, register
+from .ops import dsigmoid, dtanh, sigmoid, sigmoid_
 
 CODE_GATE_ORDER = ("i", "o", "z", "f")  # the sigmoid gates, in the order of the authors' code
 

@@ -18,7 +18,7 @@ from . import finite_difference
 
 LSTM_IMPORTS = (
     "from npcell.backend import array_module",
-    "from npcell.ops import dsigmoid, dtanh, sigmoid, tanh",
+    "from npcell.cells.ops import dsigmoid, dtanh, sigmoid, tanh",
 )
 
 

@@ -1,7 +1,7 @@
 """The ``npcell`` command.
 
-Each subcommand lives in the module that does the work, as a pair
-``add_cli_arguments(parser)`` / ``cli_main(args) -> int``; this file only wires them up, catches
+Each subcommand is one module of npcell/cli/ with a pair ``add_cli_arguments(parser)`` /
+``cli_main(args) -> int``; this file only wires them up, catches
 npcell's own errors (exit 2, one line, no traceback unless ``--debug``) and picks the exit code.
 """
 
@@ -12,20 +12,18 @@ import importlib
 import importlib.util
 import sys
 
+from ..errors import NpcellError, UsageError
+
 # name -> (module, help). The module provides add_cli_arguments(parser) and cli_main(args).
 COMMANDS = {
-    "demo": ("npcell.demo", "gradcheck table, a long forward/backward and figures (make demo)"),
-    "gradcheck": ("npcell.gradcheck_cli", "finite-difference check of a cell's BPTT"),
-    "diagnose": ("npcell.diagnostics", "diagnose gradients of cells on a task and plot them"),
-    "train": ("npcell.train", "train a cell on a task"),
-    "plot-run": ("npcell.plots", "learning curves of one or more run directories"),
-    "bench": ("npcell.bench", "time npcell against PyTorch (ratios, JSON + markdown)"),
-    "exercises": ("npcell.exercises", "list, create and auto-grade gradient exercises"),
+    "demo": ("npcell.cli.demo", "gradcheck table, a long forward/backward and figures (make demo)"),
+    "gradcheck": ("npcell.cli.gradcheck", "finite-difference check of a cell's BPTT"),
+    "diagnose": ("npcell.cli.diagnose", "diagnose gradients of cells on a task and plot them"),
+    "train": ("npcell.cli.train", "train a cell on a task"),
+    "plot-run": ("npcell.cli.plot_run", "learning curves of one or more run directories"),
+    "bench": ("npcell.cli.bench", "time npcell against PyTorch (ratios, JSON + markdown)"),
+    "exercises": ("npcell.cli.exercises", "list, create and auto-grade gradient exercises"),
 }
-
-
-class UsageError(Exception):
-    """A user error the command line reports in one line (exit 2)."""
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -61,8 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .errors import NpcellError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

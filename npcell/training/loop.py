@@ -2,7 +2,7 @@
 
 ::
 
-    from npcell.train import TrainConfig, train
+    from npcell.training import TrainConfig, train
     config = TrainConfig(task="adding", task_options={"T": 200}, cell="wmc", hidden=128,
                          batch=128, lr=1e-2, momentum=0.9, nesterov=True, clip=1.0, epochs=20)
     result = train(config, "runs/wmc-adding-200-s0")
@@ -17,8 +17,9 @@ A run directory holds
   metric, absent for train lines of MSE tasks where it equals the loss) and ``wall_s``;
   evaluation lines are written at epoch 0 (before training) and after every epoch;
 * ``metrics.csv``: the same rows as CSV;
-* ``checkpoint.npz``: parameters, optimiser state and loop position (npcell.checkpoint format),
-  written after every epoch, every ``checkpoint_every`` steps and when Ctrl-C stops the run.
+* ``checkpoint.npz``: parameters, optimiser state and loop position (the format of
+  npcell.training.checkpoint), written after every epoch, every ``checkpoint_every`` steps and
+  when Ctrl-C stops the run.
 
 Calling :func:`train` again on the same directory resumes from the checkpoint. Data order and
 initial weights are functions of ``seed`` only, so a resumed run repeats the uninterrupted
@@ -36,17 +37,18 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy
 
-from .backend import resolve_dtype, to_numpy
+from ..backend import resolve_dtype, to_numpy
+from ..errors import CheckpointError, ConfigError, NonFiniteError
+from ..sequence import backward, forward
 from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import CheckpointError, ConfigError, NonFiniteError
+from .config import TrainConfig
 from .layers import Embedding, Linear, check_tokens, mse_loss, one_hot, softmax_cross_entropy
 from .optim import clip_grad_norm, make_optimizer
-from .sequence import backward, forward
 
 LN2 = math.log(2.0)
 
@@ -64,7 +66,7 @@ class SequenceModel:
 
     def __init__(self, task, cell_kind, hidden, *, embedding=0, dtype="float32", seed=0,
                  cell_options=None):
-        from .cells import make_cell
+        from ..cells import make_cell
 
         self.task = task
         self.dtype = resolve_dtype(dtype)
@@ -191,79 +193,9 @@ class SequenceModel:
                 "metric": sums["metric_sum"] / max(sums["metric_count"], 1)}
 
 
-# ============================================================================================
-# Configuration
-# ============================================================================================
-@dataclass
-class TrainConfig:
-    """Everything that defines a run (stored as config.json)."""
-
-    task: str = "adding"
-    task_options: dict = field(default_factory=dict)  # e.g. {"T": 200, "n_train": 10000}
-    cell: str = "lstm"
-    cell_options: dict = field(default_factory=dict)
-    hidden: int = 128
-    embedding: int = 0  # 0: token tasks are fed one-hot
-    batch: int = 128
-    optimizer: str = "sgd"
-    lr: float = 1e-2
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0
-    clip: float | None = 1.0  # global gradient-norm clip; None: no clipping
-    epochs: int = 10
-    steps_per_epoch: int | None = None  # None: floor(n_train / batch)
-    eval_splits: tuple = ("test",)
-    eval_batch: int = 500
-    dtype: str = "float32"
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
-    preset: str | None = None
-
-    def validate(self):
-        from .cells import CELLS
-        from .tasks import TASKS
-
-        if not isinstance(self.task, str) or self.task not in TASKS:
-            raise ConfigError(f"unknown task {self.task!r}; expected one of {sorted(TASKS)}")
-        if not isinstance(self.cell, str) or self.cell not in CELLS:
-            raise ConfigError(f"unknown cell kind {self.cell!r}; expected one of {sorted(CELLS)}")
-        for name in ("hidden", "batch", "epochs", "log_every", "eval_batch"):
-            value = getattr(self, name)
-            if not _int_at_least(value, 1):
-                raise ConfigError(f"{name} must be a positive int; got {value!r}")
-        if self.steps_per_epoch is not None and not _int_at_least(self.steps_per_epoch, 1):
-            raise ConfigError(f"steps_per_epoch must be >= 1 or None; got {self.steps_per_epoch}")
-        if not _finite_real(self.lr) or not self.lr > 0:
-            raise ConfigError(f"lr must be > 0; got {self.lr}")
-        if self.clip is not None and (not _finite_real(self.clip) or not self.clip > 0):
-            raise ConfigError(f"clip must be > 0 or None; got {self.clip}")
-        resolve_dtype(self.dtype)
-        if not _int_at_least(self.seed, 0):
-            raise ConfigError(f"seed must be a non-negative int; got {self.seed!r}")
-        return self
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["eval_splits"] = list(self.eval_splits)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown training config key(s) {unknown}; known: {sorted(known)}")
-        d = dict(d)
-        if "eval_splits" in d:
-            d["eval_splits"] = tuple(d["eval_splits"])
-        return cls(**d)
-
-
 def build(config: TrainConfig):
     """(task, model, optimiser) for a config, all seeded from ``config.seed``."""
-    from .tasks import make_task
+    from ..tasks import make_task
 
     config.validate()
     options = dict(config.task_options)
@@ -280,17 +212,6 @@ def build(config: TrainConfig):
 # ============================================================================================
 # The loop
 # ============================================================================================
-def _int_at_least(value, low) -> bool:
-    """An int (not bool) >= low: what the counts and the seed must be."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _finite_real(value) -> bool:
-    """A real number (not bool, str or list) that is finite: what lr and clip must be."""
-    return (isinstance(value, (int, float, numpy.number)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -525,105 +446,3 @@ def _rewrite_logs(paths, history):
 def read_metrics(run_dir) -> list:
     """The records of ``run_dir/metrics.jsonl`` as a list of dicts."""
     return _read_jsonl(Path(run_dir) / "metrics.jsonl")
-
-
-# ============================================================================================
-# Command line: npcell train ...
-# ============================================================================================
-# flag -> (TrainConfig field or task option, type, help)
-_TASK_FLAGS = {
-    "T": (int, "sequence length (adding, copy: the gap T; char LM: window length)"),
-    "n_train": (int, "training sequences per epoch (generated tasks) or subset size"),
-    "n_test": (int, "test sequences (generated tasks) or subset size"),
-    "K": (int, "associative retrieval: number of key-value pairs"),
-    "variant": (str, "associative retrieval: 'art' (task 1) or 'mart' (task 2 layout)"),
-    "text": (str, "char LM: path of a UTF-8 text file (default: bundled text)"),
-    "mnist_dir": (str, "sMNIST/pMNIST: folder with the four MNIST IDX files"),
-    "fresh": (bool, "generated tasks: draw new training sequences every epoch"),
-}
-
-
-def add_cli_arguments(parser):
-    from .presets import PRESETS
-
-    parser.add_argument("--preset", choices=sorted(PRESETS), metavar="NAME",
-                        help="a paper setup (see `npcell train --list-presets`); flags override it")
-    parser.add_argument("--list-presets", action="store_true", help="print the presets and exit")
-    parser.add_argument("--task", help="adding, copy, digits, digits-permuted, smnist, pmnist, "
-                        "charlm, art")
-    parser.add_argument("--cell", help="cell kind (lstm, peephole, wmc, ...)")
-    parser.add_argument("--hidden", type=int, help="hidden size H")
-    parser.add_argument("--embedding", type=int, help="token tasks: embedding width (0: one-hot)")
-    parser.add_argument("--batch", type=int, help="batch size")
-    parser.add_argument("--optimizer", choices=["sgd", "adam"])
-    parser.add_argument("--lr", type=float, help="learning rate")
-    parser.add_argument("--momentum", type=float)
-    parser.add_argument("--nesterov", action=_BoolFlag, help="Nesterov momentum (--no-nesterov)")
-    parser.add_argument("--clip", type=float, help="global gradient-norm clip (0: none)")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--steps-per-epoch", type=int, dest="steps_per_epoch")
-    parser.add_argument("--dtype", choices=["float32", "float64"])
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--log-every", type=int, dest="log_every")
-    parser.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
-    for name, (kind, help_text) in _TASK_FLAGS.items():
-        flag = "--" + name.replace("_", "-")
-        if kind is bool:
-            parser.add_argument(flag, dest=f"task_{name}", action=_BoolFlag, help=help_text)
-        else:
-            parser.add_argument(flag, dest=f"task_{name}", type=kind, help=help_text)
-    parser.add_argument("--out", help="run directory (config.json, metrics.jsonl, checkpoint)")
-    parser.add_argument("--no-resume", action="store_true",
-                        help="start afresh even if OUT holds a checkpoint")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-class _BoolFlag:
-    """argparse action for --flag / --no-flag pairs whose default is None (= not given)."""
-
-    def __new__(cls, option_strings, dest, **kwargs):
-        import argparse
-
-        return argparse.BooleanOptionalAction(option_strings, dest, default=None, **kwargs)
-
-
-def config_from_args(args) -> TrainConfig:
-    """Preset values first, then every flag the user gave."""
-    from .presets import preset_config
-
-    config = preset_config(args.preset) if args.preset else TrainConfig()
-    for name in ("task", "cell", "hidden", "embedding", "batch", "optimizer", "lr", "momentum",
-                 "nesterov", "epochs", "steps_per_epoch", "dtype", "seed", "log_every",
-                 "checkpoint_every"):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(config, name, value)
-    if args.clip is not None:
-        config.clip = None if args.clip == 0 else args.clip
-    if args.task and args.preset and args.task != preset_config(args.preset).task:
-        config.task_options = {}  # another task: the preset's task options do not apply
-    for name in _TASK_FLAGS:
-        value = getattr(args, f"task_{name}", None)
-        if value is not None:
-            config.task_options[name] = value
-    if config.optimizer == "adam" and args.momentum is None and not args.preset:
-        config.momentum, config.nesterov = 0.0, False
-    return config.validate()
-
-
-def cli_main(args) -> int:
-    from .presets import format_presets
-
-    if args.list_presets:
-        print(format_presets())
-        return 0
-    config = config_from_args(args)
-    if not args.out:
-        raise ConfigError("--out RUN_DIR is required (where config.json, metrics.jsonl and the "
-                          "checkpoint go)")
-    result = train(config, args.out, progress=False if args.no_progress else None,
-                   resume=not args.no_resume)
-    for split, r in result.final.items():
-        print(f"{split}: loss {r['loss']:.5f}  metric {r['metric']:.5f}")
-    print(f"{result.steps} steps, {result.steps_per_s:.2f} steps/s; run directory {result.out_dir}")
-    return 0

@@ -1,4 +1,4 @@
-"""Named training setups: the papers' experiments as :class:`~npcell.train.TrainConfig` values.
+"""Named training setups: the papers' experiments as :class:`TrainConfig` values.
 
 ``npcell train --preset wmc-adding-400 --out runs/x`` starts from the preset and lets any flag
 override it (``--epochs 5``). Names are ``<cell>-<setup>``; each entry says where its numbers come
@@ -21,7 +21,95 @@ Our readout is one linear layer (the co-author's is Linear-ReLU-Linear).
 
 from __future__ import annotations
 
-from .errors import ConfigError
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy
+
+from ..backend import resolve_dtype
+from ..cells import CELLS
+from ..errors import ConfigError
+from ..tasks import TASKS
+
+
+def _int_at_least(value, low) -> bool:
+    """An int (not bool) >= low: what the counts and the seed must be."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _finite_real(value) -> bool:
+    """A real number (not bool, str or list) that is finite: what lr and clip must be."""
+    return (isinstance(value, (int, float, numpy.number)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+# ============================================================================================
+# Configuration
+# ============================================================================================
+@dataclass
+class TrainConfig:
+    """Everything that defines a run (stored as config.json)."""
+
+    task: str = "adding"
+    task_options: dict = field(default_factory=dict)  # e.g. {"T": 200, "n_train": 10000}
+    cell: str = "lstm"
+    cell_options: dict = field(default_factory=dict)
+    hidden: int = 128
+    embedding: int = 0  # 0: token tasks are fed one-hot
+    batch: int = 128
+    optimizer: str = "sgd"
+    lr: float = 1e-2
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    clip: float | None = 1.0  # global gradient-norm clip; None: no clipping
+    epochs: int = 10
+    steps_per_epoch: int | None = None  # None: floor(n_train / batch)
+    eval_splits: tuple = ("test",)
+    eval_batch: int = 500
+    dtype: str = "float32"
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
+    preset: str | None = None
+
+    def validate(self):
+        if not isinstance(self.task, str) or self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; expected one of {sorted(TASKS)}")
+        if not isinstance(self.cell, str) or self.cell not in CELLS:
+            raise ConfigError(f"unknown cell kind {self.cell!r}; expected one of {sorted(CELLS)}")
+        for name in ("hidden", "batch", "epochs", "log_every", "eval_batch"):
+            value = getattr(self, name)
+            if not _int_at_least(value, 1):
+                raise ConfigError(f"{name} must be a positive int; got {value!r}")
+        if self.steps_per_epoch is not None and not _int_at_least(self.steps_per_epoch, 1):
+            raise ConfigError(f"steps_per_epoch must be >= 1 or None; got {self.steps_per_epoch}")
+        if not _finite_real(self.lr) or not self.lr > 0:
+            raise ConfigError(f"lr must be > 0; got {self.lr}")
+        if self.clip is not None and (not _finite_real(self.clip) or not self.clip > 0):
+            raise ConfigError(f"clip must be > 0 or None; got {self.clip}")
+        resolve_dtype(self.dtype)
+        if not _int_at_least(self.seed, 0):
+            raise ConfigError(f"seed must be a non-negative int; got {self.seed!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["eval_splits"] = list(self.eval_splits)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training config key(s) {unknown}; known: {sorted(known)}")
+        d = dict(d)
+        if "eval_splits" in d:
+            d["eval_splits"] = tuple(d["eval_splits"])
+        return cls(**d)
+
+
 
 WMC_CELLS = ("lstm", "peephole", "wmc")
 FW_CELLS = ("fw_lstm", "fw_rnn", "ln_lstm", "lstm")
@@ -87,9 +175,7 @@ PRESETS = _build()
 
 
 def preset_config(name: str):
-    """A fresh :class:`~npcell.train.TrainConfig` for preset ``name``."""
-    from .train import TrainConfig
-
+    """A fresh :class:`TrainConfig` for preset ``name``."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; see `npcell train --list-presets`")
     values, _ = PRESETS[name]

@@ -31,8 +31,8 @@ import math
 
 import numpy
 
-from .backend import array_module, current_xp, is_cupy_array, resolve_dtype
-from .errors import ConfigError, DTypeError, ShapeError, shape_str
+from ..backend import array_module, current_xp, is_cupy_array, resolve_dtype
+from ..errors import ConfigError, DTypeError, ShapeError, shape_str
 
 
 def _check_float(name, a, dtype):

@@ -26,7 +26,7 @@ deviation (eps = 0); TF's ``LayerNormBasicLSTMCell`` adds its own small constant
 
 from __future__ import annotations
 
-from .backend import array_module
+from ..backend import array_module
 
 
 def layer_norm_forward(a, gain, bias, eps=1e-5):

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 
-from .backend import array_module, to_numpy
-from .errors import CheckpointError, ConfigError, ShapeError, shape_str
+from ..backend import array_module, to_numpy
+from ..errors import CheckpointError, ConfigError, ShapeError, shape_str
 
 
 def global_grad_norm(grads):

@@ -1,26 +1,13 @@
 """Fused CuPy kernels for the LSTM gate block: one launch per step forward, one backward.
 
-And the one switch for every fused gate kernel (CuPy here, Numba on the CPU).
+On a GPU every NumPy-style call in the fused sequence loop (npcell/engine/lstm_family.py) is
+one kernel launch of a few microseconds, and the LSTM gate block is ~10 of them per step
+forward and ~7 backward. The two ``cupy.ElementwiseKernel`` objects below do the same
+arithmetic in one launch each (the approach of Chainer's ``lstm_fwd`` / ``lstm_bwd``). They are
+a *fast path beside the plain one*: the plain CuPy path is the same code as the NumPy path,
+and ``tests/test_gpu.py`` holds the two equal in float64.
 
-On a GPU every NumPy-style call in the fused sequence loop (npcell/cells/lstm.py) is one kernel
-launch of a few microseconds, and the LSTM gate block is ~10 of them per step forward and ~7
-backward. The two ``cupy.ElementwiseKernel`` objects below do the same arithmetic in one launch
-each (the approach of Chainer's ``lstm_fwd`` / ``lstm_bwd``). They are a *fast path beside the
-plain one*: the plain CuPy path is the same code as the NumPy path, and ``tests/test_gpu.py``
-holds the two equal in float64.
-
-The same switch governs the CPU kernels of npcell/cpu_kernels.py (Numba, optional)::
-
-    npcell.kernels.use_fused_kernels(True)          # for good
-    with npcell.kernels.use_fused_kernels(False):   # for a block: the plain path
-        ...
-    npcell.kernels.use_fused_kernels(None)          # back to the default ("auto")
-
-Default ("auto", ``None``): the CPU kernels run on NumPy arrays when Numba is installed (they are
-tested against the plain path here); the CuPy kernels stay off until a GPU run has validated
-them (see docs/performance.md), so on CuPy only ``True`` turns them on. The CPU kernels serve
-lstm, peephole and wmc; the CuPy kernels the plain ``lstm`` only (peephole/WMC keep the plain
-CuPy path).
+The switch ``npcell.engine.use_fused_kernels`` turns these kernels on (npcell/engine/__init__.py).
 Importing this module never imports CuPy; the kernel objects are built on first use and
 memoised (building one needs no GPU, NVRTC compiles it on its first call).
 
@@ -34,41 +21,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from . import cpu_kernels
-from .backend import is_cupy_array, xp_for
-
-_switch = {"on": None}  # None: auto (CPU kernels when Numba is there, CuPy kernels off)
-
-
-class use_fused_kernels:  # noqa: N801 - used like a function, as npcell.use_backend
-    """Turn the fused gate kernels on (True), off (False) or back to auto (None); a plain call
-    or a context manager."""
-
-    def __init__(self, on: bool | None = True):
-        if on is not None and not isinstance(on, bool):
-            raise TypeError(f"use_fused_kernels expects True, False or None (auto); got {on!r}")
-        self._previous = _switch["on"]
-        _switch["on"] = on
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        _switch["on"] = self._previous
-        return False
-
-
-def fused_kernels_enabled() -> bool | None:
-    """The switch: True, False, or None for auto (see the module docstring)."""
-    return _switch["on"]
-
-
-def active(x) -> bool:
-    """True when the fused kernels should run for array ``x``: on CuPy when the switch is True;
-    on NumPy unless it is False, when Numba is installed."""
-    if is_cupy_array(x):
-        return _switch["on"] is True
-    return _switch["on"] is not False and cpu_kernels.available()
+from ...backend import xp_for
 
 
 @dataclass(frozen=True)

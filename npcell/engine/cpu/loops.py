@@ -1,11 +1,11 @@
 """Fused CPU kernels for the gate blocks of lstm, peephole and wmc (Numba), beside the plain
 NumPy path.
 
-Why. On the CPU the plain fused path (npcell/cells/lstm.py) spends more time in its ~15-40
+Why. On the CPU the plain fused path (npcell/engine/lstm_family.py) spends more time in its ~15-40
 NumPy calls per step than in the recurrent GEMM at H = 128: each call is one pass over (B, H)
 or (B, 4H) memory, the per-gate slices of the packed buffer are strided, NumPy cannot fuse,
 and its float64 ``exp`` is scalar code on CPUs without AVX-512. Here the elementwise work of a
-step between its GEMMs is one compiled pass, exponentials included (npcell/numba_kernels.py),
+step between its GEMMs is one compiled pass, exponentials included (npcell/engine/cpu/kernels.py),
 the way Chainer's ``lstm_fwd`` / ``lstm_bwd`` kernels do it on a GPU::
 
     lstm      forward:  GEMM h W_h^T;  kernel (eq. 1-6)
@@ -23,7 +23,7 @@ device) and compute sigma(a) = 1 / (1 + exp(-a)) and tanh(a) = 2 / (1 + exp(-2a)
 are exact identities and saturate correctly when exp overflows.
 
 Numba is optional (``pip install npcell[fast]``). Without it :func:`available` is False and the
-plain path runs; ``npcell.kernels.use_fused_kernels(False)`` forces the plain path with it.
+plain path runs; ``npcell.engine.use_fused_kernels(False)`` forces the plain path with it.
 tests/test_kernels_cpu.py holds the two paths equal.
 """
 
@@ -46,9 +46,9 @@ def available() -> bool:
 
 @functools.cache
 def _compiled():
-    from . import numba_kernels  # compiles on first call of each kernel, then from its cache
+    from . import kernels  # compiles on first call of each kernel, then from its cache
 
-    return numba_kernels
+    return kernels
 
 
 #: Up to this many input features X the loops below take the input term x_t W_x^T (and its

@@ -1,4 +1,4 @@
-"""The compiled gate kernels behind npcell/cpu_kernels.py (Numba; imported only when installed).
+"""The compiled gate kernels behind npcell/engine/cpu/loops.py (Numba).
 
 Each kernel does the elementwise work of one time step in one pass over its rows, between the
 step's GEMMs. The loops run over 1-D row slices that start at index 0, so that LLVM vectorises
@@ -113,7 +113,7 @@ def exp_array(values):
 
 
 # ============================================================================================
-# The input term of a step, for small X (see cpu_kernels.SmallInput)
+# The input term of a step, for small X (see loops.SmallInput)
 # ============================================================================================
 @jit
 def input_projection(x, W_xT, act):

@@ -27,7 +27,7 @@ import threading
 
 import numpy
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _DEFAULT_LIMIT = 2 * 1024**3
 _lock = threading.Lock()

@@ -6,8 +6,8 @@ import json
 
 import numpy
 
-from .cells import CELLS, make_cell
-from .gradcheck import gradcheck
+from ..cells import CELLS, make_cell
+from ..gradcheck import gradcheck
 
 
 def add_cli_arguments(parser):
@@ -26,7 +26,7 @@ def add_cli_arguments(parser):
 
 
 def cli_main(args) -> int:
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     for name in ("T", "batch"):  # before numpy sees a negative size
         if getattr(args, name) < 1:

@@ -14,8 +14,8 @@ target's name. Reading checks the format, the version and every array; a missing
 corrupt, foreign or wrong-version file raises :class:`~npcell.errors.CheckpointError` naming the
 problem and the path::
 
-    path = npcell.checkpoint.save_cell("run/cell.npz", cell, extra_meta={"step": 1200})
-    cell2 = npcell.checkpoint.load_cell("run/cell.npz")
+    path = npcell.training.checkpoint.save_cell("run/cell.npz", cell, extra_meta={"step": 1200})
+    cell2 = npcell.training.checkpoint.load_cell("run/cell.npz")
 
     save_checkpoint("run/ckpt.npz", {"param/W_ix": W, "adam/m/W_ix": m}, {"step": 1200})
     arrays, meta = load_checkpoint("run/ckpt.npz")
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy
 
-from .backend import to_numpy
-from .errors import CheckpointError, NpcellError, shape_str
+from ..backend import to_numpy
+from ..errors import CheckpointError, NpcellError, shape_str
 
 FORMAT_VERSION = 1
 VERSION_KEY = "__npcell_format__"
@@ -154,7 +154,7 @@ def cell_from_arrays_meta(arrays: dict, cell_meta: dict, *, prefix: str = PARAM_
     Every parameter must be present with exactly the shape and dtype the rebuilt cell expects;
     anything else raises :class:`CheckpointError` naming the parameter.
     """
-    from .cells import make_cell
+    from ..cells import make_cell
 
     if not isinstance(cell_meta, dict):
         raise CheckpointError(

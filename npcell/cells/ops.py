@@ -8,7 +8,7 @@ magnitude (sigmoid is written through tanh, which saturates instead of overflowi
 
 from __future__ import annotations
 
-from .backend import array_module
+from ..backend import array_module
 
 
 def sigmoid(a):

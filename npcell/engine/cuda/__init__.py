@@ -1,0 +1,1 @@
+"""CuPy ElementwiseKernels of the engine (built on first use; importing never imports CuPy)."""
