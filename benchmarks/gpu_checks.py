@@ -236,7 +236,7 @@ def part_bench(cp, out, dry_run, budget_s):
             raise SystemExit("gpu_checks bench: torch has no CUDA here")
         device.torch_device = "cpu"  # the dry run: the baselines' code path on the CPU
     meta = dict(machine=bench.machine_info(), threads=bench.pin_threads(1), device=device.info(),
-                quick=dry_run, repeats=1 if dry_run else 5, warmup=1 if dry_run else 2,
+                quick=dry_run, repeats=1 if dry_run else 3, warmup=1,
                 timer="median of time.perf_counter, device synchronised around each run",
                 torch=getattr(torch, "__version__", None),
                 cudnn=torch.backends.cudnn.version() if torch_cuda else None,
