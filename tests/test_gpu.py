@@ -11,6 +11,8 @@ number of host-device synchronisations).
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import npcell
 from npcell import backend, engine
@@ -108,6 +110,23 @@ def test_fused_kernels_equal_plain_path_float64(cp, B, T, H):
         fused = _run(gpu, x, dh)
     _assert_close(fused, plain, atol=1e-12)
     assert fused[0].dtype == cp.float64
+
+
+@settings(max_examples=15, deadline=None,  # the double holds no state between examples
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(B=st.integers(1, 5), T=st.integers(1, 6), X=st.integers(1, 4), H=st.integers(1, 9),
+       seed=st.integers(0, 2**16), dtype=st.sampled_from(["float32", "float64"]))
+def test_elementwise_kernel_bodies_equal_plain_path_any_shape(fake_cupy, B, T, X, H, seed,
+                                                              dtype):
+    """On the double the kernels' C bodies run as NumPy: any shape, seed and dtype gives the
+    plain path's numbers (the row/unit index arithmetic of the bodies included)."""
+    _, gpu, x, dh = _case("lstm", {}, dtype=dtype, T=T, B=B, X=X, H=H, seed=seed)
+    x, dh = fake_cupy.asarray(x), fake_cupy.asarray(dh)
+    with engine.use_fused_kernels(False):
+        plain = _run(gpu, x, dh)
+    with engine.use_fused_kernels(True):
+        fused = _run(gpu, x, dh)
+    _assert_close(fused, plain, atol=1e-12 if dtype == "float64" else 2e-6)
 
 
 def test_fused_kernels_gradcheck_float64(cp):
