@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy
 
 from .backend import array_module, to_numpy
-from .cells.ops import dtanh, sigmoid
+from .cells.ops import cell_read, dtanh, sigmoid
 from .errors import ConfigError, ShapeError, shape_str
 from .sequence import check_input, check_state, complete_dstate
 
@@ -560,7 +560,8 @@ PAPER_GATES = ("i", "f", "o")
 
 
 def _paper_cell(cell, gate):
-    """(squash, diagonal, cell_bias) or None for lstm; raise for other kinds / gates."""
+    """The cell's CellRead (squash, diagonal, bias) or None for lstm; raise for other kinds /
+    gates."""
     if cell.kind not in ("lstm", "peephole", "wmc"):
         raise ConfigError(
             f"the eq. 10-15 / 19-21 local gradients are defined for the lstm, peephole and wmc "
@@ -568,7 +569,7 @@ def _paper_cell(cell, gate):
         )
     if gate not in PAPER_GATES:
         raise ConfigError(f"gate must be one of {PAPER_GATES}; got {gate!r}")
-    return getattr(cell, "connection", None)
+    return cell.cell_read
 
 
 def _cell_read(cell, cache_t, gate):
@@ -578,12 +579,8 @@ def _cell_read(cell, cache_t, gate):
 
 def _connection_argument(cell, cache_t, gate):
     """W_kc c (+ b_kc): the argument of the tanh in eq. (10) / the peephole term of eq. (20)."""
-    from .cells.lstm import cell_term
-
-    squash, diagonal, cell_bias = cell.connection
     p = cell.params
-    return cell_term(p[f"W_{gate}c"], _cell_read(cell, cache_t, gate), diagonal=diagonal,
-                     bias=p[f"b_{gate}c"] if cell_bias else None)
+    return cell_read(p[f"W_{gate}c"], _cell_read(cell, cache_t, gate), p.get(f"b_{gate}c"))
 
 
 def gate_preactivation(cell, cache_t, gate="i"):
@@ -598,7 +595,7 @@ def gate_preactivation(cell, cache_t, gate="i"):
     a = k["x"] @ p[f"W_{gate}x"].T + k["h_prev"] @ p[f"W_{gate}h"].T + p[f"b_{gate}"]
     if connection is None:
         return a  # eq. (2) / (3) / (5): the LSTM gates do not read c
-    squash = connection[0]
+    squash = connection.squash
     z = _connection_argument(cell, cache_t, gate)
     xp = array_module(z)
     return a + (xp.tanh(z) if squash else z)  # eq. (10) (WMC) / eq. (20) (peephole)
@@ -620,7 +617,7 @@ def delta_hat(cell, cache_t, gate="i"):
     if connection is None:
         raise ConfigError("delta_hat needs a cell connection (peephole or wmc); lstm has none")
     d = gate_derivative(cell, cache_t, gate)
-    if not connection[0]:
+    if not connection.squash:
         return d  # eq. (21): the peephole term enters the sigmoid unprotected
     z = _connection_argument(cell, cache_t, gate)
     return d * dtanh(array_module(z).tanh(z))  # eq. (15)
@@ -649,7 +646,7 @@ def weight_local_gradients(cell, cache_t, gate="i") -> dict:
         f"b_{gate}": d,
     }
     if connection is not None:
-        _, diagonal, cell_bias = connection
+        diagonal, cell_bias = connection.diagonal, connection.bias
         dhat = delta_hat(cell, cache_t, gate)
         c_read = _cell_read(cell, cache_t, gate)
         if diagonal:

@@ -11,8 +11,9 @@ Shapes: x (T, B, X) time-major; h (T, B, H); state {'h': (B, H), 'c': (B, H), ..
 ``dh`` is the gradient of the loss with respect to each output h_t (not the gradient passed
 between steps); ``dstate`` is the gradient with respect to the *final* state (from a later chunk).
 
-When a cell has a fused ``sequence_forward``/``sequence_backward`` the driver uses it; otherwise
-(or with ``fused=False``) it loops the cell's pure step functions. Both give the same numbers.
+When the engine registers a fused pair for the cell's kind (npcell.engine.fused_pair) the driver
+uses it; otherwise (or with ``fused=False``) it loops the cell's pure step functions. Both give
+the same numbers.
 
 The step loops are :func:`stepwise_forward` and :func:`stepwise_backward` (the one BPTT loop in
 npcell). Each takes a per-step hook, and so do ``forward``/``backward`` (``on_step=``), which
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy  # host-side only: validating and converting inputs, never for the cell's math
 
 from .backend import array_module, backend_of, is_cupy_array
+from .engine import PACKED_ORDER, fused_pair
 from .errors import (
     ArgumentTypeError,
     BackendError,
@@ -107,7 +109,8 @@ def forward(cell, x, state=None, *, fused=None, check_finite=False, max_cache_by
         check_inputs_finite(cell, x, state)
     with _quiet_overflow(check_finite):  # check_finite reports it precisely instead
         if use_fused:
-            h, state_T, data = cell.sequence_forward(cell.params, x, state)
+            fused_forward, _ = fused_pair(cell)
+            h, state_T, data = fused_forward(cell, cell.params, x, state)
             cache = SequenceCache(cell.kind, "fused", T, B, cell.params, data=data)
         else:
             h, state_T, steps = stepwise_forward(cell, x, state, on_step=on_step)
@@ -152,7 +155,8 @@ def backward(cell, dh, cache, dstate=None, *, check_finite=False, on_step=None):
                         what="input of the backward pass")
     with _quiet_overflow(check_finite):
         if cache.path == "fused":
-            grads, dx, dstate0 = cell.sequence_backward(cache.params, dh, cache.data, dstate)
+            _, fused_backward = fused_pair(cell)
+            grads, dx, dstate0 = fused_backward(cell, cache.params, dh, cache.data, dstate)
         else:
             def after_step(t, dstate_t, grads_t, dx_t, dstate_prev):
                 if check_finite:
@@ -423,7 +427,7 @@ def _flag(name, value):
 
 
 def _use_fused(cell, fused, on_step=None):
-    has = hasattr(cell, "sequence_forward") and getattr(cell, "fused", True)
+    has = fused_pair(cell) is not None and getattr(cell, "fused", True)
     if on_step is not None:
         if fused:
             raise ConfigError("on_step runs per step of the stepwise path; drop fused=True")
@@ -626,8 +630,6 @@ def _fused_step_tensors(cell, data, T):
             continue
         a = a[a.shape[0] - T:]  # (T + 1, ...) buffers hold the initial state at index 0
         if key == "gates" and cell.kind in _FUSED_GATE_KINDS and a.shape[-1] == 4 * H:
-            from .cells.lstm import PACKED_ORDER
-
             out += [(gate, a[..., n * H:(n + 1) * H]) for n, gate in enumerate(PACKED_ORDER)]
         else:
             out.append((_FUSED_KEYS.get(key, key), a))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import npcell
-from npcell.cells.lstm import LSTMCell, WMCCell
+from npcell.cells.lstm import LSTMCell
+from npcell.cells.wmc import WMCCell
 
 
 def case(kind="lstm", T=4, B=3, X=2, H=3, seed=0):

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 import npcell
 from npcell import engine
 from npcell.bench import theoretical_cache_bytes
-from npcell.cells.lstm import PACKED_ORDER, _GateMath
 from npcell.engine.cpu import loops as cpu_kernels
 from npcell.engine.cuda import kernels
+from npcell.engine.lstm_family import PACKED_ORDER, _GateMath
 
 CONFIGS = [
     ("lstm", {}),

@@ -9,8 +9,8 @@ A cell kind is a subclass of :class:`Cell` that declares
 * ``step_forward(params, x_t, state) -> (state, cache_t)`` and
   ``step_backward(params, dstate, cache_t) -> (grads_t, dx_t, dstate_prev)``.
 
-A kind may add ``sequence_forward`` / ``sequence_backward`` (fused over T for speed); the
-sequence driver uses them when present and a test checks they equal the stepwise loop.
+The engine (npcell/engine/) may register a fused pair over whole sequences for a kind (speed
+only); npcell.sequence runs it when registered and a test holds it equal to the step loop.
 Shapes: x_t (B, X), state arrays (B, H) (fast-weight A: (B, H, H)), W (out, in), b (out,).
 """
 

@@ -42,10 +42,10 @@ from .lnlstm import (
     check_real_option,
     join_gates,
     ln_init,
-    pack,
     project,
     project_backward,
     split_gates,
+    stack_gates,
 )
 from .ops import ACTIVATIONS, drelu, dsigmoid, relu, sigmoid
 
@@ -254,7 +254,7 @@ def fw_lstm_step_forward(params, x_t, state, *, variant, lam, eta, write, query,
     p = params
     h_prev, c_prev = state["h"], state["c"]
     H = h_prev.shape[1]
-    a = project(p, x_t, "x") + project(p, h_prev, "h") + pack(p, "b", GATES)  # eq. (FWL1)
+    a = project(p, x_t, "x") + project(p, h_prev, "h") + stack_gates(p, "b")  # eq. (FWL1)
     p_norm, ln_gates = layer_norm_forward(a, _concat([p[f"ln_gain_{k}"] for k in GATES]),
                                           _concat([p[f"ln_bias_{k}"] for k in GATES]),
                                           eps)  # eq. (FWL1): one LN over all 4H jointly

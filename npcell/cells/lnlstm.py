@@ -45,7 +45,7 @@ from ..backend import array_module
 from ..errors import ConfigError
 from .base import Cell, register, require_option
 from .layernorm import layer_norm_backward, layer_norm_forward
-from .lstm import GATES, pack
+from .lstm import GATES, stack_gates  # noqa: F401 - fastweights reads both from here
 from .ops import dsigmoid, dtanh, sigmoid, tanh
 
 LN_STYLES = ("tf", "ba2016")
@@ -59,7 +59,7 @@ def project(params, inp, part):
 
     part 'x' (inp (B, X)) or 'h' (inp (B, H)). Returns (B, 4H), gate blocks in GATES order.
     """
-    return inp @ pack(params, part, GATES).T
+    return inp @ stack_gates(params, part).T
 
 
 def project_backward(params, da, inp, part):
@@ -67,7 +67,7 @@ def project_backward(params, da, inp, part):
 
     da : (B, 4H) dL/d(projection). dW = da^T inp sums over the batch; rows split per gate.
     """
-    W = pack(params, part, GATES)
+    W = stack_gates(params, part)
     dW = da.T @ inp  # dL/dW (4H, in): summed over the batch
     H = da.shape[1] // 4
     grads = {f"W_{k}{part}": dW[n * H : (n + 1) * H] for n, k in enumerate(GATES)}
@@ -183,7 +183,7 @@ def ln_lstm_ba_step_forward(params, x_t, state, *, forget_bias, eps):
     h_prev, c_prev = state["h"], state["c"]
     n_h, ln_h = layer_norm_forward(project(p, h_prev, "h"), _joint_gain(p, "h"), 0.0, eps)
     n_x, ln_x = layer_norm_forward(project(p, x_t, "x"), _joint_gain(p, "x"), 0.0, eps)
-    a = split_gates(n_h + n_x + pack(p, "b", GATES))  # eq. (BA1)
+    a = split_gates(n_h + n_x + stack_gates(p, "b"))  # eq. (BA1)
     i, o = sigmoid(a["i"]), sigmoid(a["o"])  # eq. (BA2)
     f = sigmoid(a["f"] + forget_bias)  # eq. (BA2)
     g = tanh(a["g"])  # eq. (BA2)

@@ -17,16 +17,6 @@ def sigmoid(a):
     return 0.5 * (1.0 + xp.tanh(0.5 * a))
 
 
-def sigmoid_(a):
-    """In-place sigmoid of an array or view (the fused paths' buffers): no temporaries."""
-    xp = array_module(a)
-    a *= 0.5
-    xp.tanh(a, out=a)
-    a += 1.0
-    a *= 0.5
-    return a
-
-
 def dsigmoid(s):
     """d sigmoid / d a, from the output s = sigmoid(a)."""
     return s * (1.0 - s)
@@ -56,6 +46,26 @@ def identity(a):
 
 def didentity(y):
     return array_module(y).ones_like(y)
+
+
+# ----- the cell read of the peephole (eq. 16-18) and WMC (eq. 7-9) gates ----------------------
+# W_kc is a full (H, H) matrix or, with diagonal=True, a vector w_kc (H,) acting elementwise;
+# its shape says which, so the step code reads the same for both.
+def cell_read(W, c, b=None):
+    """z = W_kc c [+ b_kc] for a batch c (B, H): c @ W^T (full W (H, H)) or w * c (w (H,))."""
+    z = W * c if W.ndim == 1 else c @ W.T
+    return z if b is None else z + b
+
+
+def cell_read_weight_grad(dz, c, W):
+    """dL/dW_kc of z = W_kc c for dz = dL/dz (B, H): the outer product dz^T c summed over the
+    batch (full W), or its diagonal sum_b dz * c (w (H,))."""
+    return (dz * c).sum(axis=0) if W.ndim == 1 else dz.T @ c
+
+
+def cell_read_back(dz, W):
+    """dL/dc through z = W_kc c for dz = dL/dz (B, H): dz @ W (full W), or dz * w (w (H,))."""
+    return dz * W if W.ndim == 1 else dz @ W
 
 
 ACTIVATIONS = {

@@ -47,9 +47,8 @@ z_t). The reference carries the adjoint ds_{t-1} = dm_t * z_t back one step; a p
 has c_{t-1} in hand, so :func:`ulstm_step_backward` folds that path into dL/dc_{t-1} directly:
 dc_{t-1} += dm_t * z_t * (1 - tanh(c_{t-1})^2). Both give the same numbers.
 
-The fused sequence path (one input GEMM for all T; per step the two sequential recurrent GEMMs,
-h_{t-1} -> gates then m_t -> candidate; weight gradients as one GEMM over all T*B rows after the
-loop) is held equal to the step loop by tests/test_cells_zoo.py.
+The fused sequence pair over all T is npcell/engine/ulstm.py; a test holds it equal to the
+step loop.
 """
 
 from __future__ import annotations
@@ -57,12 +56,13 @@ from __future__ import annotations
 from ..backend import array_module
 from ..errors import ConfigError
 from .base import Cell, register
-from .ops import dsigmoid, dtanh, sigmoid, sigmoid_
+from .ops import dsigmoid, dtanh, sigmoid
 
 CODE_GATE_ORDER = ("i", "o", "z", "f")  # the sigmoid gates, in the order of the authors' code
 
 
-def _gates(use_o):
+def sigmoid_gates(use_o):
+    """The sigmoid gates of the cell in CODE_GATE_ORDER: without o when ``use_o=False``."""
     return tuple(k for k in CODE_GATE_ORDER if use_o or k != "o")
 
 
@@ -120,7 +120,7 @@ def ulstm_step_backward(params, dstate, cache, *, use_o=True):
     pre = {"i": da_i, "z": da_z, "f": da_f}
     if use_o:
         pre["o"] = da_o
-    for gate in _gates(use_o):
+    for gate in sigmoid_gates(use_o):
         da = pre[gate]
         grads[f"W_{gate}x"] = da.T @ k["x"]  # dL/dW_kx, summed over the batch
         grads[f"W_{gate}h"] = da.T @ k["h_prev"]  # dL/dW_kh
@@ -134,103 +134,6 @@ def ulstm_step_backward(params, dstate, cache, *, use_o=True):
     grads["b_m"] = grads["b_ux"].copy()
     grads = {name: grads[name] for name in params}
     return grads, dx, {"h": dh_prev, "c": dc_prev}
-
-
-# ============================================================================================
-# Fused sequence path
-# ============================================================================================
-def ulstm_fused_forward(params, x, state, *, use_o=True):
-    """Forward over all T steps. x (T, B, X) -> h (T, B, H), final state, cache dict.
-
-    One GEMM projects x for all T steps into a (T, B, (n+1)H) buffer (n sigmoid gates in code
-    order, then the candidate); per step two recurrent GEMMs run in sequence: h_{t-1} -> the n
-    gates, then m_t -> the candidate (it must wait for z_t).
-    """
-    p = params
-    xp = array_module(x)
-    gates = _gates(use_o)
-    n = len(gates)
-    T, B, X = x.shape
-    H = state["h"].shape[1]
-    col = {k: slice(j * H, (j + 1) * H) for j, k in enumerate(gates)}  # columns of each gate
-    W_x = xp.concatenate([p[f"W_{k}x"] for k in gates] + [p["W_ux"]], axis=0)  # ((n+1)H, X)
-    b = xp.concatenate([p[f"b_{k}x"] + p[f"b_{k}h"] for k in gates] + [p["b_ux"] + p["b_m"]])
-    W_h = xp.concatenate([p[f"W_{k}h"] for k in gates], axis=0)  # (nH, H)
-    acts = (x.reshape(T * B, X) @ W_x.T + b).reshape(T, B, (n + 1) * H)
-    hs = xp.empty((T + 1, B, H), dtype=x.dtype)
-    cs = xp.empty((T + 1, B, H), dtype=x.dtype)
-    tanh_cs = xp.empty((T + 1, B, H), dtype=x.dtype)  # index t holds tanh(c_t), t = 0..T
-    ms = xp.empty((T, B, H), dtype=x.dtype)
-    hs[0], cs[0] = state["h"], state["c"]
-    xp.tanh(cs[0], out=tanh_cs[0])
-    for t in range(T):
-        a = acts[t]
-        a[:, : n * H] += hs[t] @ W_h.T  # first recurrent GEMM: the n gates
-        sigmoid_(a[:, : n * H])  # eq. (U1)-(U4)
-        i, z, f = a[:, col["i"]], a[:, col["z"]], a[:, col["f"]]
-        xp.multiply(z, tanh_cs[t], out=ms[t])  # eq. (U5)
-        u = a[:, n * H :]
-        u += ms[t] @ p["U_m"].T  # second recurrent GEMM waits for z_t
-        xp.tanh(u, out=u)  # eq. (U6)
-        c = cs[t + 1]
-        xp.multiply(f, cs[t], out=c)
-        c += i * u  # eq. (U7)
-        xp.tanh(c, out=tanh_cs[t + 1])
-        if use_o:
-            xp.multiply(a[:, col["o"]], tanh_cs[t + 1], out=hs[t + 1])  # eq. (U8)
-        else:
-            hs[t + 1] = tanh_cs[t + 1]  # eq. (U8), use_o=False
-    cache = dict(x=x, acts=acts, hs=hs, cs=cs, tanh_cs=tanh_cs, ms=ms)
-    return hs[1:], {"h": hs[T].copy(), "c": cs[T].copy()}, cache
-
-
-def ulstm_fused_backward(params, dh, cache, dstate, *, use_o=True):
-    """Backward over all T steps; returns (grads, dx (T, B, X), dstate0)."""
-    p = params
-    x, acts, hs, cs, tanh_cs, ms = (cache[k] for k in ("x", "acts", "hs", "cs", "tanh_cs", "ms"))
-    xp = array_module(x)
-    gates = _gates(use_o)
-    n = len(gates)
-    T, B, X = x.shape
-    H = hs.shape[2]
-    col = {k: slice(j * H, (j + 1) * H) for j, k in enumerate(gates)}
-    W_x = xp.concatenate([p[f"W_{k}x"] for k in gates] + [p["W_ux"]], axis=0)
-    W_h = xp.concatenate([p[f"W_{k}h"] for k in gates], axis=0)
-    dacts = xp.empty((T, B, (n + 1) * H), dtype=x.dtype)  # dL/da for every gate and u
-    dh_next, dc_next = dstate["h"].copy(), dstate["c"].copy()
-    for t in range(T - 1, -1, -1):
-        a, da = acts[t], dacts[t]
-        i, z, f, u = a[:, col["i"]], a[:, col["z"]], a[:, col["f"]], a[:, n * H :]
-        tanh_c, tanh_c_prev = tanh_cs[t + 1], tanh_cs[t]
-        dh_t = dh[t] + dh_next
-        if use_o:
-            o = a[:, col["o"]]
-            da[:, col["o"]] = dh_t * tanh_c * dsigmoid(o)  # dL/da_o: through eq. (U8)
-            dc = dc_next + dh_t * o * dtanh(tanh_c)  # dL/dc_t: carried + through (U8)
-        else:
-            dc = dc_next + dh_t * dtanh(tanh_c)  # dL/dc_t: carried + through h_t = tanh(c_t)
-        da[:, col["i"]] = dc * u * dsigmoid(i)  # dL/da_i: through eq. (U7)
-        da[:, col["f"]] = dc * cs[t] * dsigmoid(f)  # dL/da_f: through eq. (U7)
-        da_u = da[:, n * H :]
-        xp.multiply(dc * i, dtanh(u), out=da_u)  # dL/da_u: through (U7), tanh' of (U6)
-        dm = da_u @ p["U_m"]  # dL/dm_t: back through U_m
-        da[:, col["z"]] = dm * tanh_c_prev * dsigmoid(z)  # dL/da_z: through eq. (U5)
-        # dL/dc_{t-1}: through f_t and through tanh(c_{t-1}) inside m_t
-        dc_next = dc * f + dm * z * dtanh(tanh_c_prev)
-        dh_next = da[:, : n * H] @ W_h  # dL/dh_{t-1}: the gates only, no candidate term
-    # Weight gradients: one GEMM over all T*B rows each.
-    flat = dacts.reshape(T * B, (n + 1) * H)
-    dW_x = flat.T @ x.reshape(T * B, X)
-    db = flat.sum(axis=0)
-    dx = (flat @ W_x).reshape(T, B, X)
-    dW_h = flat[:, : n * H].T @ hs[:-1].reshape(T * B, H)
-    grads = {"W_ux": dW_x[n * H :], "b_ux": db[n * H :], "b_m": db[n * H :].copy(),
-             "U_m": flat[:, n * H :].T @ ms.reshape(T * B, H)}  # dL/dU_m pairs with m_t
-    for k in gates:
-        grads[f"W_{k}x"], grads[f"W_{k}h"] = dW_x[col[k]], dW_h[col[k]]
-        grads[f"b_{k}x"], grads[f"b_{k}h"] = db[col[k]], db[col[k]].copy()
-    grads = {name: grads[name] for name in params}
-    return grads, dx, {"h": dh_next, "c": dc_next}
 
 
 @register
@@ -268,7 +171,7 @@ h_t = o_t * tanh(c_t)   (use_o=False: h_t = tanh(c_t))          (U8)
 
     def param_shapes(self):
         H, X = self.hidden_size, self.input_size
-        gates = _gates(self.options["use_o"])
+        gates = sigmoid_gates(self.options["use_o"])
         shapes = {f"W_{k}x": (H, X) for k in gates}
         shapes["W_ux"] = (H, X)
         shapes |= {f"W_{k}h": (H, H) for k in gates}
@@ -284,7 +187,7 @@ h_t = o_t * tanh(c_t)   (use_o=False: h_t = tanh(c_t))          (U8)
 
     def gate_blocks(self):
         blocks = {k: [f"W_{k}x", f"W_{k}h", f"b_{k}x", f"b_{k}h"]
-                  for k in _gates(self.options["use_o"])}
+                  for k in sigmoid_gates(self.options["use_o"])}
         blocks["u"] = ["W_ux", "U_m", "b_ux", "b_m"]  # the candidate
         return blocks
 
@@ -298,9 +201,3 @@ h_t = o_t * tanh(c_t)   (use_o=False: h_t = tanh(c_t))          (U8)
 
     def step_backward(self, params, dstate, cache_t):
         return ulstm_step_backward(params, dstate, cache_t, use_o=self.options["use_o"])
-
-    def sequence_forward(self, params, x, state):
-        return ulstm_fused_forward(params, x, state, use_o=self.options["use_o"])
-
-    def sequence_backward(self, params, dh, cache, dstate):
-        return ulstm_fused_backward(params, dh, cache, dstate, use_o=self.options["use_o"])

@@ -3,8 +3,13 @@
 Nothing here is needed to read the paper; the reference step pairs live in npcell/cells/, and
 tests hold every engine path equal to the reference step loop.
 
-The one switch for every compiled gate kernel (Numba on the CPU, CuPy ElementwiseKernels on
-the GPU)::
+``fused_pair(cell)`` is the registry: cell kind -> the fused (forward, backward) pair over a
+whole sequence that npcell.sequence runs in place of the reference step loop. "Fused" means
+exactly that: one pass over all T steps with packed weights, batched GEMMs and preallocated
+buffers, equal to looping the kind's reference step pair.
+
+``use_fused_kernels`` is the one switch for every compiled gate kernel (Numba on the CPU, CuPy
+ElementwiseKernels on the GPU)::
 
     npcell.engine.use_fused_kernels(True)          # for good
     with npcell.engine.use_fused_kernels(False):   # for a block: the plain path
@@ -20,38 +25,26 @@ path).
 
 from __future__ import annotations
 
-from ..backend import is_cupy_array
-from .cpu import loops as cpu_loops
+from .gru import gru_backward, gru_forward
+from .lstm_family import PACKED_ORDER, lstm_family_backward, lstm_family_forward
+from .switch import active, fused_kernels_enabled, use_fused_kernels
+from .ulstm import ulstm_backward, ulstm_forward
 
-_switch = {"on": None}  # None: auto (CPU kernels when Numba is there, CuPy kernels off)
-
-
-class use_fused_kernels:  # noqa: N801 - used like a function, as npcell.use_backend
-    """Turn the fused gate kernels on (True), off (False) or back to auto (None); a plain call
-    or a context manager."""
-
-    def __init__(self, on: bool | None = True):
-        if on is not None and not isinstance(on, bool):
-            raise TypeError(f"use_fused_kernels expects True, False or None (auto); got {on!r}")
-        self._previous = _switch["on"]
-        _switch["on"] = on
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        _switch["on"] = self._previous
-        return False
+# kind -> (forward(cell, params, x, state) -> (h, state_T, data),
+#          backward(cell, params, dh, data, dstate) -> (grads, dx, dstate0))
+FUSED = {
+    "lstm": (lstm_family_forward, lstm_family_backward),
+    "peephole": (lstm_family_forward, lstm_family_backward),
+    "wmc": (lstm_family_forward, lstm_family_backward),
+    "gru": (gru_forward, gru_backward),
+    "ulstm": (ulstm_forward, ulstm_backward),
+}
 
 
-def fused_kernels_enabled() -> bool | None:
-    """The switch: True, False, or None for auto (see the module docstring)."""
-    return _switch["on"]
+def fused_pair(cell):
+    """The fused (forward, backward) pair registered for ``cell.kind``, or None."""
+    return FUSED.get(cell.kind)
 
 
-def active(x) -> bool:
-    """True when the fused kernels should run for array ``x``: on CuPy when the switch is True;
-    on NumPy unless it is False, when Numba is installed."""
-    if is_cupy_array(x):
-        return _switch["on"] is True
-    return _switch["on"] is not False and cpu_loops.available()
+__all__ = ["FUSED", "PACKED_ORDER", "active", "fused_kernels_enabled", "fused_pair",
+           "use_fused_kernels"]

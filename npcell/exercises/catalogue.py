@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cells import gru, lstm
+from ..cells import gru, lstm, peephole, wmc
 from . import finite_difference
 
 LSTM_IMPORTS = (
@@ -37,17 +37,14 @@ class Exercise:
 
     def call_options(self, cell) -> dict:
         """Keyword arguments the exercise function takes for this cell (e.g. squash, diagonal)."""
-        if self.name in ("peephole", "wmc"):
-            squash, diagonal, cell_bias = cell.connection
-            return {"squash": squash, "diagonal": diagonal, "cell_bias": cell_bias}
         if self.name == "gru":
             return {"reset_after": cell.options["reset_after"]}
         return {}
 
 
-_CONNECTED_CONTEXT = (lstm._linear, lstm._dlinear, lstm.cell_term,
-                      lstm.cell_term_backward, lstm.connected_step_forward,
-                      lstm._gate_input_grads, lstm._ordered)
+CONNECTED_IMPORTS = LSTM_IMPORTS + (
+    "from npcell.cells.ops import cell_read, cell_read_back, cell_read_weight_grad",
+)
 
 EXERCISES: dict[str, Exercise] = {}
 
@@ -61,34 +58,36 @@ _add(Exercise(
     title="Backward of one LSTM step (eq. 1-6)",
     function="lstm_step_backward",
     reference=lstm.lstm_step_backward,
-    context=(lstm.lstm_step_forward, lstm._gate_input_grads),
+    context=(lstm.lstm_step_forward, lstm.gate_input_grads),
     configs=(("lstm", {}),),
     task="""Compute dL/da for the four gate pre-activations (da_i, da_f, da_g, da_o) and
 dL/dc_{t-1} (dc_prev) from dstate = {'h': dL/dh_t, 'c': dL/dc_t carried from t+1} and the
 cache of lstm_step_forward. The weight, input and h_{t-1} gradients are then formed for you by
-_gate_input_grads. Derivatives take the activation's output: dsigmoid(s) = s (1 - s),
+gate_input_grads. Derivatives take the activation's output: dsigmoid(s) = s (1 - s),
 dtanh(t) = 1 - t^2.""",
 ))
 _add(Exercise(
     name="peephole",
     title="Backward of one peephole LSTM step (eq. 16-18), diagonal and full",
-    function="connected_step_backward",
-    reference=lstm.connected_step_backward,
-    context=_CONNECTED_CONTEXT,
+    function="peephole_step_backward",
+    reference=peephole.peephole_step_backward,
+    context=(peephole.peephole_step_forward, lstm.gate_input_grads),
+    imports=CONNECTED_IMPORTS,
     configs=(("peephole", {"diagonal": True}), ("peephole", {"diagonal": False})),
-    task="""Write the backward of connected_step_forward. The peephole is squash=False (u = W c,
-no tanh); i and f read c_{t-1} but the o-gate reads the NEW c_t, so its term joins dL/dc_t before
-dc_t feeds da_i, da_f, da_g, and dL/dc_{t-1} gains terms through W_ic and W_fc.
-cell_term_backward(dz, W, c, diagonal=...) returns (dL/dW, dL/dc) of z = W c.""",
+    task="""Write the backward of peephole_step_forward (z = W_kc c, no tanh); i and f read c_{t-1}
+but the o-gate reads the NEW c_t, so its term joins dL/dc_t before dc_t feeds da_i, da_f, da_g,
+and dL/dc_{t-1} gains terms through W_ic and W_fc. For z = W c, cell_read_weight_grad(dz, c, W)
+is dL/dW and cell_read_back(dz, W) is dL/dc (diagonal or full W).""",
 ))
 _add(Exercise(
     name="wmc",
     title="Backward of one LSTM step with Working Memory Connections (eq. 7-9, 10-15)",
-    function="connected_step_backward",
-    reference=lstm.connected_step_backward,
-    context=_CONNECTED_CONTEXT,
+    function="wmc_step_backward",
+    reference=wmc.wmc_step_backward,
+    context=(wmc.wmc_step_forward, lstm.gate_input_grads),
+    imports=CONNECTED_IMPORTS,
     configs=(("wmc", {}), ("wmc", {"cell_bias": True})),
-    task="""Write the backward of connected_step_forward for WMC (squash=True: u = tanh(W c [+ b])).
+    task="""Write the backward of wmc_step_forward (u = tanh(W_kc c [+ b_kc])).
 The tanh' of the cell read (eq. 15) multiplies every dz; the o-gate reads c_t, so its term joins
 dL/dc_t first; dL/dc_{t-1} = dc * f + (terms through W_ic and W_fc). With cell_bias=True also
 return b_ic, b_fc, b_oc (the code after the solution block does it from dz_i, dz_f, dz_o).""",
@@ -168,29 +167,29 @@ def _bug(name, exercise, description, where, *edits):
 _bug("wmc_o_gate_reads_c_prev", "wmc",
      "dW_oc paired with c_{t-1}: the o-gate reads the new c_t (eq. 9)",
      ["W_oc"],
-     ('dW_oc, dc_from_o = cell_term_backward(dz_o, p["W_oc"], k["c"], diagonal=diagonal)',
-      'dW_oc, dc_from_o = cell_term_backward(dz_o, p["W_oc"], k["c_prev"], diagonal=diagonal)'))
+     ('dW_oc = cell_read_weight_grad(dz_o, k["c"], p["W_oc"])',
+      'dW_oc = cell_read_weight_grad(dz_o, k["c_prev"], p["W_oc"])'))
 _bug("peephole_o_gate_reads_c_prev", "peephole",
      "dW_oc paired with c_{t-1}: the peephole o-gate reads c_t (eq. 18)",
      ["W_oc"],
-     ('dW_oc, dc_from_o = cell_term_backward(dz_o, p["W_oc"], k["c"], diagonal=diagonal)',
-      'dW_oc, dc_from_o = cell_term_backward(dz_o, p["W_oc"], k["c_prev"], diagonal=diagonal)'))
+     ('dW_oc = cell_read_weight_grad(da_o, k["c"], p["W_oc"])',
+      'dW_oc = cell_read_weight_grad(da_o, k["c_prev"], p["W_oc"])'))
 _bug("peephole_o_term_into_dc_prev", "peephole",
      "the o-gate's cell term added to dL/dc_{t-1} instead of dL/dc_t",
      ["gate i", "gate f", "gate g", "W_ix", "W_ih", "b_i", "W_fx", "W_fh", "b_f", "W_gx", "W_gh",
       "b_g"],
-     ('dc = dstate["c"] + dh * k["o"] * dtanh(k["tanh_c"]) + dc_from_o',
+     ('dc = dstate["c"] + dh * k["o"] * dtanh(k["tanh_c"]) + cell_read_back(da_o, p["W_oc"])',
       'dc = dstate["c"] + dh * k["o"] * dtanh(k["tanh_c"])'),
-     ('dc_prev = dc * k["f"] + dc_from_i + dc_from_f',
-      'dc_prev = dc * k["f"] + dc_from_i + dc_from_f + dc_from_o'))
+     ('cell_read_back(da_f, p["W_fc"])',
+      'cell_read_back(da_f, p["W_fc"]) + cell_read_back(da_o, p["W_oc"])'))
 _bug("wmc_missing_dc_through_W_fc", "wmc",
      "dL/dc_{t-1} without its term through W_fc (the CEC is not a pure f-product in WMC)",
      ["dstate0[c]"],
-     ('dc_prev = dc * k["f"] + dc_from_i + dc_from_f', 'dc_prev = dc * k["f"] + dc_from_i'))
+     (' + cell_read_back(dz_f, p["W_fc"])', ''))
 _bug("wmc_missing_tanh_prime", "wmc",
      "eq. (15) without tanh': dz_i = da_i, forgetting the tanh around W_ic c_{t-1}",
      ["W_ic", "b_ic", "gate c-connections"],
-     ('dz_i = da_i * dact(k["u_i"])', 'dz_i = da_i'))
+     ('dz_i = da_i * dtanh(k["u_i"])', 'dz_i = da_i'))
 _bug("lstm_db_not_summed", "lstm",
      "db = da (B, H) instead of summing over the batch",
      ["b_i", "b_f", "b_g", "b_o"],
@@ -207,8 +206,8 @@ _bug("lstm_sigma_prime_of_preactivation", "lstm",
 _bug("lstm_W_h_paired_with_h_t", "lstm",
      "off by one in time: dW_kh paired with h_t instead of h_{t-1}",
      W_H,
-     ('_gate_input_grads(p, pre, k["x"], k["h_prev"])',
-      '_gate_input_grads(p, pre, k["x"], k["o"] * k["tanh_c"])'))
+     ('gate_input_grads(p, pre, k["x"], k["h_prev"])',
+      'gate_input_grads(p, pre, k["x"], k["o"] * k["tanh_c"])'))
 _bug("lstm_forget_paired_with_c_t", "lstm",
      "off by one in time: da_f uses c_t instead of c_{t-1}",
      ["gate f", "W_fx", "W_fh", "b_f"],
