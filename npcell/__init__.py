@@ -10,6 +10,7 @@
 from . import plots  # matplotlib itself is imported only when a plot is drawn
 from .backend import cupy_available, get_backend, use_backend
 from .cells import CELLS, Cell, make_cell
+from .checks import get_memory_limit, set_memory_limit
 from .diagnostics import Comparison, Diagnosis, compare, diagnose
 from .errors import (
     ArgumentTypeError,
@@ -23,14 +24,7 @@ from .errors import (
     ShapeError,
 )
 from .gradcheck import GradcheckReport, gradcheck
-from .sequence import (
-    SequenceCache,
-    backward,
-    estimate_cache_bytes,
-    forward,
-    get_memory_limit,
-    set_memory_limit,
-)
+from .sequence import SequenceCache, backward, estimate_cache_bytes, forward
 
 __version__ = "0.1.0"
 

@@ -161,8 +161,3 @@ def to_numpy(a):
     if is_cupy_array(a):
         return a.get()
     return numpy.asarray(a)
-
-
-def to_backend(a, like):
-    """``a`` as an array on the same backend as ``like``."""
-    return array_module(like).asarray(a)

@@ -26,6 +26,8 @@ and fused-kernel paths) against PyTorch CUDA (``nn.LSTM`` with cuDNN, and the ea
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import platform
@@ -39,6 +41,7 @@ import numpy
 from . import backend, engine
 from .cells import CELLS, make_cell
 from .engine.cpu import loops as cpu_kernels
+from .sequence import backward, estimate_cache_bytes, forward
 
 # name -> (B, T, X, H)
 SHAPES = {
@@ -56,7 +59,6 @@ QUICK_SHAPES = {
 MAIN_SHAPES = ("adding", "charlm", "smnist")
 KINDS = ("lstm", "gru", "peephole", "wmc", "ulstm")
 KERNEL_KINDS = {"cpu": ("lstm", "peephole", "wmc"), "gpu": ("lstm",)}  # with fused gate kernels
-TORCH_MODULE_KINDS = {"lstm": "LSTM", "gru": "GRU"}
 CELL_OPTIONS = {"gru": {"reset_after": True}}  # the form nn.GRU computes
 
 
@@ -163,8 +165,6 @@ def median_times(runners: dict, *, repeats: int, warmup: int, sync) -> dict:
 
 def npcell_runner(cell, x, dh):
     """forward + backward through the public API (the driver validates shapes as users get)."""
-    from .sequence import backward, forward
-
     def run():
         _, _, cache = forward(cell, x)
         backward(cell, dh, cache)
@@ -173,138 +173,22 @@ def npcell_runner(cell, x, dh):
 
 
 # ============================================================================================
-# PyTorch baselines
+# PyTorch baselines: benchmarks/torch_baselines.py in the source checkout, not in the wheel
 # ============================================================================================
-def torch_baseline(cell, x_host, dh_host, device: Device, *, eager_loop=False):
-    """(runner, forward-only function returning h as NumPy) of the PyTorch twin of ``cell``.
-
-    ``eager_loop=True`` uses the autograd loop even for kinds PyTorch has a module for (the GPU
-    table shows nn.LSTM with cuDNN and the eager loop side by side).
-    """
-    torch = _torch()
-    dtype = getattr(torch, cell.dtype.name)
-    x = torch.tensor(x_host, dtype=dtype, device=device.torch_device, requires_grad=True)
-    dh = torch.tensor(dh_host, dtype=dtype, device=device.torch_device)
-    if cell.kind in TORCH_MODULE_KINDS and not eager_loop:
-        module = getattr(torch.nn, TORCH_MODULE_KINDS[cell.kind])(cell.input_size,
-                                                                   cell.hidden_size)
-        module = module.to(device=device.torch_device, dtype=dtype)
-        _load_torch_weights(module, cell)
-
-        def forward():
-            return module(x)[0]
-    else:
-        params = {name: torch.tensor(backend.to_numpy(p), dtype=dtype,
-                                     device=device.torch_device, requires_grad=True)
-                  for name, p in cell.params.items()}
-        loop = TORCH_LOOPS[cell.kind]
-        packed = _torch_packed(params, cell.kind, torch)
-
-        def forward():
-            return loop(packed, x, cell.options)
-
-    def run():
-        forward().backward(dh)
-
-    def h_numpy():
-        with torch.no_grad():
-            return forward().detach().cpu().numpy()
-
-    return run, h_numpy
+BASELINES_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_baselines.py"
 
 
-def _load_torch_weights(module, cell):
-    from .cells import torch_convert
-
-    convert = {"lstm": torch_convert.lstm_to_torch_state_dict,
-               "gru": torch_convert.gru_to_torch_state_dict}[cell.kind]
-    host_cell = cell.to("numpy")  # the converters read host arrays
-    state = {k: v.to(module.weight_ih_l0) for k, v in convert(host_cell).items()}
-    module.load_state_dict(state)
-
-
-def _torch_packed(params, kind, torch):
-    """Pack the named parameters the way a user's cell module would hold them."""
-    cat = torch.cat
-    if kind in ("lstm", "peephole", "wmc"):
-        gates = ("i", "f", "g", "o")
-        packed = dict(W_x=cat([params[f"W_{k}x"] for k in gates]),
-                      W_h=cat([params[f"W_{k}h"] for k in gates]),
-                      b=cat([params[f"b_{k}"] for k in gates]))
-        packed.update({k: v for k, v in params.items() if k[-1] == "c"})
-        return packed
-    if kind == "ulstm":
-        gates = [k for k in ("i", "o", "z", "f") if f"W_{k}x" in params]
-        packed = dict(W_x=cat([params[f"W_{k}x"] for k in gates] + [params["W_ux"]]),
-                      b_x=cat([params[f"b_{k}x"] for k in gates] + [params["b_ux"]]),
-                      W_h=cat([params[f"W_{k}h"] for k in gates]),
-                      b_h=cat([params[f"b_{k}h"] for k in gates]),
-                      U_m=params["U_m"], b_m=params["b_m"], gates=gates)
-        return packed
-    raise KeyError(kind)
-
-
-def _torch_connected_loop(p, x, options, *, squash):
-    """LSTM (squash=None: no cell reads), peephole (eq. 16-18) / WMC (eq. 7-9) in PyTorch
-    autograd, one step per iteration."""
-    import torch
-
-    T, B, _ = x.shape
-    H = p["W_h"].shape[1]
-    h = x.new_zeros(B, H)
-    c = x.new_zeros(B, H)
-    diagonal = options.get("diagonal", False)
-    act = torch.tanh if squash else (lambda z: z)
-
-    def read(k, c):
-        if squash is None:
-            return 0.0
-        z = p[f"W_{k}c"] * c if diagonal else c @ p[f"W_{k}c"].T
-        return act(z + p[f"b_{k}c"] if f"b_{k}c" in p else z)
-
-    out = []
-    for t in range(T):
-        a = x[t] @ p["W_x"].T + h @ p["W_h"].T + p["b"]
-        a_i, a_f, a_g, a_o = a.chunk(4, dim=1)
-        i = torch.sigmoid(a_i + read("i", c))
-        f = torch.sigmoid(a_f + read("f", c))
-        g = torch.tanh(a_g)
-        c = f * c + i * g
-        o = torch.sigmoid(a_o + read("o", c))
-        h = o * torch.tanh(c)
-        out.append(h)
-    return torch.stack(out)
-
-
-def _torch_ulstm_loop(p, x, options):
-    """The Untied LSTM (npcell/cells/ulstm.py, U1-U8) in PyTorch autograd."""
-    import torch
-
-    T, B, _ = x.shape
-    H = p["U_m"].shape[0]
-    h = x.new_zeros(B, H)
-    c = x.new_zeros(B, H)
-    n_gates = len(p["gates"])
-    out = []
-    for t in range(T):
-        ax = x[t] @ p["W_x"].T + p["b_x"]
-        ah = h @ p["W_h"].T + p["b_h"]
-        s = torch.sigmoid(ax[:, : n_gates * H] + ah).chunk(n_gates, dim=1)
-        gate = dict(zip(p["gates"], s))
-        m = gate["z"] * torch.tanh(c)  # U5
-        u = torch.tanh(ax[:, n_gates * H :] + m @ p["U_m"].T + p["b_m"])  # U6
-        c = gate["i"] * u + gate["f"] * c  # U7
-        h = gate["o"] * torch.tanh(c) if "o" in gate else torch.tanh(c)  # U8
-        out.append(h)
-    return torch.stack(out)
-
-
-TORCH_LOOPS = {
-    "lstm": lambda p, x, o: _torch_connected_loop(p, x, o, squash=None),
-    "peephole": lambda p, x, o: _torch_connected_loop(p, x, o, squash=False),
-    "wmc": lambda p, x, o: _torch_connected_loop(p, x, o, squash=True),
-    "ulstm": _torch_ulstm_loop,
-}
+@functools.cache
+def torch_baselines():
+    """The module of PyTorch twins (benchmarks/torch_baselines.py), loaded by path from the
+    source checkout this npcell runs from; None when torch is missing or npcell runs from an
+    installed wheel (which ships no PyTorch code): ``npcell bench`` then times npcell alone."""
+    if _torch() is None or not BASELINES_PATH.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("npcell_torch_baselines", BASELINES_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # ============================================================================================
@@ -355,28 +239,12 @@ def gemm_floor_runner(kind, B, T, X, H, dtype, xp, *, input_gemms=True):
     return run
 
 
-def theoretical_cache_bytes(cell, T, B) -> int | None:
-    """T * B * (stored activations per step) * itemsize, for the fused lstm/peephole/wmc path.
-
-    Per step: x_t (X), the four gate activations (4H), c_t, tanh(c_t) and h_t (3H); WMC also the
-    three squashed cell reads tanh(W_kc c) (3H) that its tanh' needs. The initial h_0, c_0 are
-    2BH on top (negligible for long T, so not part of the theory).
-    """
-    X, H = cell.input_size, cell.hidden_size
-    per_step = {"lstm": X + 7 * H, "peephole": X + 7 * H, "wmc": X + 10 * H}.get(cell.kind)
-    if per_step is None:
-        return None
-    return T * B * per_step * cell.dtype.itemsize
-
-
 # ============================================================================================
 # One case and the whole run
 # ============================================================================================
 def bench_case(kind, shape_name, B, T, X, H, dtype, device: Device, *, repeats, warmup,
                with_torch=True, fused_kernels=False) -> dict:
     """Time one (kind, shape, dtype) case; return a flat record for the JSON."""
-    from .sequence import forward
-
     options = CELL_OPTIONS.get(kind, {})
     cell = make_cell(kind, X, H, dtype=dtype, seed=0, backend=device.backend, **options)
     rng = numpy.random.default_rng(1)
@@ -387,15 +255,18 @@ def bench_case(kind, shape_name, B, T, X, H, dtype, device: Device, *, repeats, 
     record = dict(kind=kind, shape=shape_name, B=B, T=T, X=X, H=H, dtype=dtype,
                   device=device.name, fused_kernels=fused_kernels)
     runners = {"npcell": npcell_runner(cell, x, dh)}
-    if with_torch and _torch() is not None:
-        torch_run, torch_h = torch_baseline(cell, x_host, dh_host, device)
+    baselines = torch_baselines() if with_torch else None
+    if baselines is not None:
+        torch_run, torch_h = baselines.torch_baseline(cell, x_host, dh_host, device)
         runners["torch"] = torch_run
-        record["baseline"] = ("torch.nn." + TORCH_MODULE_KINDS[kind] if kind in
-                              TORCH_MODULE_KINDS else "torch autograd loop")
+        modules = baselines.TORCH_MODULE_KINDS
+        record["baseline"] = ("torch.nn." + modules[kind] if kind in modules
+                              else "torch autograd loop")
         h_np = backend.to_numpy(forward(cell, x)[0])
         record["parity_max_abs_diff"] = float(numpy.abs(h_np - torch_h()).max())
         if device.name == "gpu" and kind == "lstm":  # cuDNN's nn.LSTM and the eager loop
-            loop_run, loop_h = torch_baseline(cell, x_host, dh_host, device, eager_loop=True)
+            loop_run, loop_h = baselines.torch_baseline(cell, x_host, dh_host, device,
+                                                        eager_loop=True)
             runners["torch_loop"] = loop_run
             record["loop_parity_max_abs_diff"] = float(numpy.abs(h_np - loop_h()).max())
     small_input = (fused_kernels and device.name == "cpu" and cpu_kernels.available()
@@ -426,11 +297,10 @@ def bench_case(kind, shape_name, B, T, X, H, dtype, device: Device, *, repeats, 
         record["gemm_floor_s"] = times["gemm_floor"]
         record["gemm_share"] = times["gemm_floor"] / times["npcell"]
     _, _, cache = forward(cell, x)
-    theory = theoretical_cache_bytes(cell, T, B)
+    theory = estimate_cache_bytes(cell, T, B)  # the memory guard's formula (npcell.checks)
     record["cache_bytes"] = int(cache.nbytes)
-    if theory:
-        record["cache_theory_bytes"] = theory
-        record["cache_ratio"] = cache.nbytes / theory
+    record["cache_theory_bytes"] = theory
+    record["cache_ratio"] = cache.nbytes / theory
     return record
 
 

@@ -8,6 +8,9 @@ keep working. Messages say what was expected, what arrived, and where.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 
 class NpcellError(Exception):
     """Base class of every error npcell raises deliberately."""
@@ -54,3 +57,41 @@ class UsageError(NpcellError, ValueError):
 def shape_str(shape) -> str:
     """Render a shape the way NumPy prints it, e.g. ``(5, 3, 2)``."""
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+# ----- the shared argument validators: one per kind of argument --------------------------------
+def _type_name(value) -> str:
+    return type(value).__name__
+
+
+def check_int(name, value, low=1) -> int:
+    """An int (NumPy ints too, never a bool) >= ``low``, or ConfigError naming ``name``."""
+    expected = {1: "a positive int", 0: "a non-negative int"}.get(low, f"an int >= {low}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy ints count
+        raise ConfigError(f"{name} must be {expected}; got {value!r} ({_type_name(value)})")
+    if value < low:
+        raise ConfigError(f"{name} must be {expected}; got {value!r}")
+    return int(value)
+
+
+def check_real(name, value, *, above=None) -> float:
+    """A finite real number (not a bool or a string), > ``above`` when given; else ConfigError."""
+    expected = "a finite number" if above is None else f"> {above:g}"
+    try:
+        ok = not isinstance(value, (bool, str, bytes)) and math.isfinite(value)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name} must be {expected}; got {value!r} ({_type_name(value)})")
+    if above is not None and not value > above:
+        raise ConfigError(f"{name} must be {expected}; got {value!r}")
+    return float(value)
+
+
+def check_bool(name, value) -> bool:
+    """True or False (NumPy bools too), or ConfigError naming ``name``."""
+    numpy_bool = getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and (
+        value.ndim == 0)
+    if not isinstance(value, bool) and not numpy_bool:
+        raise ConfigError(f"{name} must be True or False; got {value!r} ({_type_name(value)})")
+    return bool(value)

@@ -291,7 +291,7 @@ def _directional_row(name, group, members, run, numeric_diff, eps, tol, floor, r
         slot.set(orig)
     numeric = numeric_diff(plus, minus)
     abs_err = abs(analytic - numeric)
-    rel = abs_err / max(abs(analytic), abs(numeric), floor)
+    rel = float(relative_error(numpy.float64(analytic), numpy.float64(numeric), floor))
     size = sum(int(v.size) for v in directions)
     return GradcheckRow(name, group, rel, abs_err, analytic, numeric, size, tol)
 
@@ -319,8 +319,7 @@ def _entry_row(name, group, slot, analytic, run, numeric_diff, eps, tol, floor, 
     a = to_numpy(analytic).astype(numpy.float64)
     checked = ~numpy.isnan(numeric)
     abs_err = numpy.where(checked, numpy.abs(a - numeric), 0.0)
-    denom = numpy.maximum(numpy.maximum(numpy.abs(a), numpy.abs(numpy.nan_to_num(numeric))), floor)
-    rel = abs_err / denom
+    rel = numpy.where(checked, relative_error(a, numpy.nan_to_num(numeric), floor), 0.0)
     worst = numpy.unravel_index(int(numpy.argmax(rel)), rel.shape) if rel.size else ()
     row = GradcheckRow(name, group, float(rel.max(initial=0.0)), float(abs_err.max(initial=0.0)),
                        float(a[worst]) if rel.size else 0.0,

@@ -19,7 +19,7 @@ from npcell.engine import workspace
 from npcell.engine.cpu import loops as cpu_kernels
 
 numba_only = pytest.mark.skipif(not cpu_kernels.available(),
-                                reason="needs Numba (pip install npcell[fast])")
+                                reason="needs Numba (a default dependency where it installs)")
 
 
 # Every cell the kernels serve, with every combination of its connection options.

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 
 import npcell
 from npcell import engine
-from npcell.bench import theoretical_cache_bytes
 from npcell.engine.cpu import loops as cpu_kernels
 from npcell.engine.cuda import kernels
 from npcell.engine.lstm_family import PACKED_ORDER, _GateMath
+from npcell.sequence import estimate_cache_bytes
 
 CONFIGS = [
     ("lstm", {}),
@@ -120,16 +120,14 @@ def test_backward_reads_the_cache_without_changing_it(kind, options):
 
 
 @pytest.mark.parametrize("kind,options", CONFIGS)
-def test_cache_nbytes_is_the_documented_theory_plus_the_initial_state(kind, options):
+def test_cache_nbytes_is_the_memory_guards_formula(kind, options):
+    """The fused cache holds exactly what lstm_family_cache_floats counts: cache.nbytes adds the
+    reference to x (T*B*X) and leaves out the final state's two copies (2BH), returned apart."""
     T, B, X, H = 9, 4, 3, 5
     cell, x, state, _, _ = make_case(kind, options, T, B, X, H, 0, "float32")
     _, _, cache = npcell.forward(cell, x, state)
-    initial_state = 2 * B * H * 4  # h_0 and c_0 sit at index 0 of hs, cs
-    assert cache.nbytes == theoretical_cache_bytes(cell, T, B) + initial_state
-    long_T = 400
-    x_long = np.zeros((long_T, B, X), dtype="float32")
-    _, _, cache = npcell.forward(cell, x_long)
-    assert cache.nbytes / theoretical_cache_bytes(cell, long_T, B) < 1.2
+    formula = estimate_cache_bytes(cell, T, B, fused=True)
+    assert cache.nbytes == formula + (T * B * X - 2 * B * H) * 4
 
 
 def _peak_above_cache(cell, x):

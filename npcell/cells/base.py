@@ -21,8 +21,16 @@ import math
 
 import numpy
 
-from ..backend import array_module, backend_of, current_xp, resolve_dtype, to_numpy
-from ..errors import ConfigError, DTypeError, ShapeError, shape_str
+from ..backend import array_module, backend_of, current_xp, resolve_dtype, to_numpy, xp_for
+from ..checks import get_memory_limit
+from ..errors import (
+    ConfigError,
+    DTypeError,
+    MemoryLimitError,
+    ShapeError,
+    check_int,
+    shape_str,
+)
 
 CELLS: dict[str, type[Cell]] = {}
 
@@ -40,8 +48,8 @@ class Cell:
     default_options: dict = {}
 
     def __init__(self, input_size, hidden_size, *, dtype="float64", seed=0, xp=None, **options):
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.input_size = check_int("input_size", input_size)
+        self.hidden_size = check_int("hidden_size", hidden_size)
         self.dtype = resolve_dtype(dtype)
         unknown = sorted(set(options) - set(self.default_options))
         if unknown:
@@ -90,6 +98,12 @@ class Cell:
             name: rng.uniform(-bound, bound, size=shape)
             for name, shape in self.param_shapes().items()
         }
+
+    def step_cache_size(self) -> tuple[float, int]:
+        """(floats per batch row, array objects) that one step's cache and new state add: what
+        the memory guard multiplies by T and B (npcell.checks.cache_bytes). Each kind counts
+        them from its step_forward; tests/test_checks.py holds the count to tracemalloc."""
+        raise NotImplementedError
 
     def step_forward(self, params, x_t, state):
         raise NotImplementedError
@@ -140,8 +154,6 @@ class Cell:
 
     def to(self, backend: str) -> Cell:
         """A copy of the cell on ``backend`` ('numpy' or 'cupy')."""
-        from ..backend import xp_for
-
         xp = xp_for(backend)
         twin = self.copy()
         twin.params = {name: xp.asarray(to_numpy(p)) for name, p in self.params.items()}
@@ -224,9 +236,6 @@ def _check_option_types(kind, defaults, options):
 
 def _check_param_memory(cell):
     """Refuse (MemoryLimitError) parameters larger than the memory limit before drawing them."""
-    from ..errors import MemoryLimitError
-    from ..sequence import get_memory_limit
-
     nbytes = cell.num_params * cell.dtype.itemsize
     limit = get_memory_limit()
     if nbytes > limit:
@@ -236,14 +245,6 @@ def _check_param_memory(cell):
             f"{cell.dtype.name}, more than the memory limit of {limit:,} bytes; use smaller "
             "sizes or raise the limit with npcell.set_memory_limit(...)"
         )
-
-
-def _positive_int(name, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)):
-        raise ConfigError(f"{name} must be a positive int; got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ConfigError(f"{name} must be a positive int; got {value}")
-    return int(value)
 
 
 def make_cell(kind: str, input_size: int, hidden_size: int, *, dtype="float64", seed=0,
@@ -259,8 +260,6 @@ def make_cell(kind: str, input_size: int, hidden_size: int, *, dtype="float64", 
     backend : ``'numpy'`` or ``'cupy'``; default: the current backend.
     **options : kind-specific options (see ``cell.describe()`` and ``Cell.default_options``).
     """
-    from ..backend import xp_for
-
     if not isinstance(kind, str) or kind not in CELLS:
         raise ConfigError(f"unknown cell kind {kind!r}; expected one of {sorted(CELLS)}")
     xp = xp_for(backend) if backend is not None else None

@@ -118,6 +118,10 @@ h_t = o_t * tanh(c_t)                                     (6)
         if isinstance(fb, bool) or not isinstance(fb, (int, float)):
             raise ConfigError(f"forget_bias must be a number; got {fb!r}")
 
+    def step_cache_size(self):
+        # i, f, g, o, c, tanh(c), h: seven (B, H) arrays; 11 array objects with the views
+        return 7 * self.hidden_size, 11
+
     def step_forward(self, params, x_t, state):
         return lstm_step_forward(params, x_t, state)
 

@@ -139,6 +139,10 @@ h_t = o_t * tanh(c_t)                                            (6)
 """
     default_options = {"forget_bias": 0.0, "diagonal": True, "cell_bias": False}
 
+    def step_cache_size(self):
+        # the LSTM's seven (B, H) arrays plus the three reads u_i, u_f, u_o
+        return 10 * self.hidden_size, 14
+
     def step_forward(self, params, x_t, state):
         return peephole_step_forward(params, x_t, state)
 

@@ -101,6 +101,10 @@ h_t = o_t * tanh(c_t)                                                       (6)
                 params[f"b_{k}c"] = params[f"b_{k}c"] * 0.0
         return params
 
+    def step_cache_size(self):
+        # the LSTM's seven (B, H) arrays plus the three squashed reads u_i, u_f, u_o
+        return 10 * self.hidden_size, 14
+
     def step_forward(self, params, x_t, state):
         return wmc_step_forward(params, x_t, state)
 

@@ -6,7 +6,17 @@ import json
 import sys
 from pathlib import Path
 
-from ..bench import KINDS, SHAPES, _torch, plot_scaling, run_benchmarks, run_scaling, write_results
+from ..bench import (
+    BASELINES_PATH,
+    KINDS,
+    SHAPES,
+    _torch,
+    plot_scaling,
+    run_benchmarks,
+    run_scaling,
+    torch_baselines,
+    write_results,
+)
 from ..cells import CELLS
 from ..errors import UsageError
 
@@ -42,10 +52,13 @@ def cli_main(args) -> int:
     if not args.no_torch and _torch() is None:
         print("npcell bench: torch is not installed; timing npcell alone "
               "(pip install npcell[crosscheck] for the ratios)", file=sys.stderr)
+    elif not args.no_torch and torch_baselines() is None:
+        print(f"npcell bench: no PyTorch baselines at {BASELINES_PATH} (they live in the source "
+              "checkout's benchmarks/, not in the wheel); timing npcell alone", file=sys.stderr)
     data = run_benchmarks(device=args.device, quick=args.quick, kinds=args.kinds,
                           shapes=args.shapes, dtypes=args.dtypes, repeats=args.repeats,
                           warmup=args.warmup, threads=args.threads, paths=args.paths,
-                          with_torch=not args.no_torch and _torch() is not None)
+                          with_torch=not args.no_torch and torch_baselines() is not None)
     name = f"bench_{args.device}" + ("_quick" if args.quick else "")
     json_path, md_path = write_results(data, args.out, name)
     print(f"wrote {json_path} and {md_path}")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy
 
 from ..cells import make_cell
+from ..diagnostics import compare, diagnose_figure
 from ..gradcheck import gradcheck
 from ..sequence import backward, forward
 from ..tasks.adding import make_batch
@@ -62,8 +63,6 @@ def cli_main(args) -> int:
               f"|dL/dx_1| = {flow[0]:.2e}  (ratio {flow[0] / max(flow[-1], 1e-300):.1e})")
 
     print("\n== 3. Diagnose: lstm vs peephole vs wmc on the adding problem ==\n")
-    from ..diagnostics import diagnose_figure
-
     path = diagnose_figure(KINDS, T=args.T, batch=32, out_path=out / "demo_diagnose_adding.png",
                            seed=args.seed)
     print(f"  wrote {path}")
@@ -80,8 +79,6 @@ def growing_cell_figure(T=400, hidden=64, seed=0, out_path="figures/demo_growing
     """lstm, peephole and wmc with the same LSTM weights and gates biased open (b_i = b_f = 4,
     b_g = 1), so c_t gains about i*g ~ 0.7 per step: the setting of the paper's eq. (21)."""
     import matplotlib.pyplot as plt
-
-    from ..diagnostics import compare
 
     rng = numpy.random.default_rng(seed)
     x, y = make_batch(T, 16, rng)

@@ -7,6 +7,7 @@ import json
 import numpy
 
 from ..cells import CELLS, make_cell
+from ..errors import check_int
 from ..gradcheck import gradcheck
 
 
@@ -26,11 +27,8 @@ def add_cli_arguments(parser):
 
 
 def cli_main(args) -> int:
-    from ..errors import ConfigError
-
     for name in ("T", "batch"):  # before numpy sees a negative size
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be a positive int; got {getattr(args, name)}")
+        check_int(f"--{name}", getattr(args, name))
     kinds = list(CELLS) if args.cell == "all" else [k.strip() for k in args.cell.split(",")]
     reports = []
     for kind in kinds:

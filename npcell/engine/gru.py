@@ -10,12 +10,18 @@ from __future__ import annotations
 from ..backend import array_module
 from ..cells.gru import GRU_GATES
 from ..cells.ops import dsigmoid, dtanh
-from .activations import sigmoid_
+from .ops import sigmoid_
 
 
 def gru_forward(cell, params, x, state):
     """Registered fused forward of the gru (see npcell.engine.fused_pair)."""
     return gru_fused_forward(params, x, state, reset_after=cell.options["reset_after"])
+
+
+def gru_cache_floats(cell):
+    """Floats per batch row the fused forward keeps: (per step: z, r, n, the read, h_t = 5H;
+    once: h_0 and the final state's copy = 2H)."""
+    return 5 * cell.hidden_size, 2 * cell.hidden_size
 
 
 def gru_backward(cell, params, dh, cache, dstate):

@@ -16,6 +16,7 @@ from ..backend import array_module
 from . import workspace
 from .cpu import loops as cpu_loops
 from .cuda import kernels as cuda_kernels
+from .ops import cell_read_back_into, cell_read_into
 from .switch import active
 
 GATES = ("i", "f", "g", "o")  # the gates of npcell.cells.lstm, eq. (1)-(6)
@@ -35,6 +36,15 @@ def lstm_family_forward(cell, params, x, state):
 def lstm_family_backward(cell, params, dh, cache, dstate):
     """Registered fused backward of lstm, peephole and wmc."""
     return fused_backward(params, dh, cache, dstate, cell.cell_read)
+
+
+def lstm_family_cache_floats(cell):
+    """Floats per batch row that :func:`fused_forward` keeps: (per step, once). Per step the
+    gates (4H), c_t, tanh(c_t), h_t (3H), and for WMC the squashed reads u_if, u_o (3H); once
+    h_0, c_0 (index 0 of hs, cs) and the copies of the final state (4H)."""
+    H = cell.hidden_size
+    squashed = cell.cell_read is not None and cell.cell_read.squash
+    return (10 if squashed else 7) * H, 4 * H
 
 
 # Layout. The four gates of step t live side by side in one row block of a (T, B, 4H) buffer,
@@ -180,18 +190,6 @@ def _cell_reads(params, spec, xp, *, sig_scale):
     return reads
 
 
-def _read_cell(c, W, bias, diagonal, out):
-    """out <- W c [+ bias]: diagonal W (k, H) multiplies c (B, H) into out (B, k, H) viewed as
-    (B, k*H); a full W (k*H, H) is a GEMM into out (B, k*H)."""
-    if diagonal:
-        B, H = c.shape
-        array_module(c).multiply(c[:, None, :], W, out=out.reshape(B, -1, H))
-    else:
-        array_module(c).matmul(c, W.T, out=out)
-    if bias is not None:
-        out += bias
-
-
 def fused_forward(params, x, state, spec=None):
     """Forward over all T steps. x (T, B, X) -> h (T, B, H), final state, cache dict.
 
@@ -242,7 +240,7 @@ def fused_forward(params, x, state, spec=None):
         cpu_loops.forward_loop(gates, hs, cs, tanh_cs, W_hT, b, recurrent, inputs)
     elif path == "numba":  # two passes, around the o gate's read of c_t
         cpu_loops.connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, b, recurrent, reads,
-                                           _read_cell, cache.get("u_if"), cache.get("u_o"),
+                                           cache.get("u_if"), cache.get("u_o"),
                                            inputs)
     elif path == "cupy":
         step = cuda_kernels.lstm_forward_step  # the gate block below as one CuPy kernel launch
@@ -284,7 +282,7 @@ def _forward_loop(gates, hs, cs, tanh_cs, W_hT, reads, cache, act, recurrent, i_
             act.sigmoid_(a4[:, :_G])  # o, i, f = sigma(a), eq. (5), (2), (3)
             act.tanh_(g)  # g = tanh(a_g), eq. (1)
         else:  # i, f read c_{t-1}: eq. (7)-(8) / (16)-(17)
-            _read_cell(c_prev, reads["W_if"], reads["b_if"], reads["diagonal"], read_if)
+            cell_read_into(c_prev, reads["W_if"], reads["b_if"], reads["diagonal"], read_if)
             if reads["squash"]:
                 act.tanh_into(read_if, u_if[t])  # tanh(W_kc c_{t-1} [+ b_kc]), eq. (7)-(8)
                 xp.multiply(u_if[t], act.sig_scale, out=read_if)
@@ -295,7 +293,7 @@ def _forward_loop(gates, hs, cs, tanh_cs, W_hT, reads, cache, act, recurrent, i_
         xp.multiply(i, g, out=i_times_g)
         c += i_times_g  # c_t = f c_{t-1} + i g, eq. (4)
         if reads is not None:  # o reads the new c_t: eq. (9) / (18)
-            _read_cell(c, reads["W_o"], reads["b_o"], reads["diagonal"], read_o)
+            cell_read_into(c, reads["W_o"], reads["b_o"], reads["diagonal"], read_o)
             if reads["squash"]:
                 act.tanh_into(read_o, u_o[t])
                 xp.multiply(u_o[t], act.sig_scale, out=read_o)
@@ -388,7 +386,7 @@ def fused_backward(params, dh, cache, dstate, spec=None):
                                   inputs)
     elif path == "numba":
         diagonal_grads = cpu_loops.connected_backward_loop(
-            gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc, reads, _read_back,
+            gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc, reads,
             scratch, cache.get("u_if"), cache.get("u_o"), dz_if, dz_o, inputs)
     elif path == "cupy":
         dc_prev = xp.empty_like(dc)
@@ -415,13 +413,13 @@ def fused_backward(params, dh, cache, dstate, spec=None):
             if reads is not None:  # the o-gate read c_t: its term joins dL/dc_t before di/df/dg
                 if squash:
                     xp.multiply(d4[:, _O], local["du_o"][k], out=dz_o[t])  # through tanh of (9)
-                _read_back(dz_o[t], W_o, diagonal, dc, scratch)  # dL/dc_t += W_oc^T dz_o
+                cell_read_back_into(dz_o[t], W_o, diagonal, dc, scratch)  # dL/dc_t += W_oc^T dz_o
             d4[:, _I:] *= dc[:, None, :]  # dL/da_i, da_f, da_g: through eq. (4)
             dc *= A4[t, :, _F]  # dL/dc_{t-1}: the constant error carousel f_t of eq. (4) ...
             if reads is not None:  # ... plus the reads of c_{t-1} by i and f (W_ic, W_fc)
                 if squash:  # delta-hat i_t, f_t: eq. (15)
                     xp.multiply(d[:, H : 3 * H], local["du_if"][k], out=dz_if[t])
-                _read_back(dz_if[t], W_if, diagonal, dc, scratch)
+                cell_read_back_into(dz_if[t], W_if, diagonal, dc, scratch)
             xp.matmul(d, W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
 
     # Weight gradients: one GEMM over all T*B rows each (eq. (12)-(13) summed over t and b).
@@ -457,23 +455,6 @@ def fused_backward(params, dh, cache, dstate, spec=None):
             dbc = dzf.sum(axis=0)
             grads.update(b_ic=dbc[:H], b_fc=dbc[H:], b_oc=dzo.sum(axis=0))
     return _ordered(params, grads), dx, {"h": dh_next, "c": dc}
-
-
-def _read_back(dz, W, diagonal, dc, scratch):
-    """dc += dL/dc through a cell read z = W c: dz (B, k*H) -> W^T dz (full W (k*H, H)) or
-    sum_k w_k * dz_k (diagonal W (k, H)); ``scratch`` (B, >= k*H) avoids allocation."""
-    xp = array_module(dz)
-    B, H = dc.shape
-    if diagonal:
-        k = W.shape[0] if W.ndim == 2 else 1
-        prod = scratch[:, : k * H]
-        xp.multiply(dz.reshape(B, k, H), W.reshape(k, H), out=prod.reshape(B, k, H))
-        for n in range(k):
-            dc += prod[:, n * H : (n + 1) * H]
-    else:
-        prod = scratch[:, :H]
-        xp.matmul(dz, W, out=prod)
-        dc += prod
 
 
 # ----- small helpers ------------------------------------------------------------------------

@@ -10,12 +10,20 @@ from __future__ import annotations
 from ..backend import array_module
 from ..cells.ops import dsigmoid, dtanh
 from ..cells.ulstm import sigmoid_gates
-from .activations import sigmoid_
+from .ops import sigmoid_
 
 
 def ulstm_forward(cell, params, x, state):
     """Registered fused forward of the ulstm (see npcell.engine.fused_pair)."""
     return ulstm_fused_forward(params, x, state, use_o=cell.options["use_o"])
+
+
+def ulstm_cache_floats(cell):
+    """Floats per batch row the fused forward keeps: (per step: the n sigmoid gates and the
+    candidate, h_t, c_t, tanh(c_t), m_t = (n + 5)H; once: index 0 of hs, cs, tanh_cs and the
+    final state's copies = 5H)."""
+    H, n = cell.hidden_size, 4 if cell.options["use_o"] else 3
+    return (n + 5) * H, 5 * H
 
 
 def ulstm_backward(cell, params, dh, cache, dstate):

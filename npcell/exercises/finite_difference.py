@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy
 
+from ..gradcheck import GradcheckRow, relative_error
+
 
 def numerical_gradient(f, x, eps=1e-5):
     """Central-difference gradient of a scalar function at ``x``.
@@ -52,13 +54,6 @@ def numerical_gradient(f, x, eps=1e-5):
 # ============================================================================================
 TOL = 1e-7  # central differences reach ~1e-10 here; one-sided ones ~1e-5
 FLOOR = 1e-6  # denominator floor of the relative error (gradients near zero)
-
-
-def _relative_error(analytic, numeric):
-    analytic = numpy.asarray(analytic, dtype=numpy.float64)
-    numeric = numpy.asarray(numeric, dtype=numpy.float64)
-    denom = numpy.maximum(numpy.maximum(numpy.abs(analytic), numpy.abs(numeric)), FLOOR)
-    return numpy.abs(analytic - numeric) / denom
 
 
 def known_gradient_cases(seed=0):
@@ -113,8 +108,6 @@ def grade_numerical_gradient(numerical_gradient_fn, seed=0):
     Returns a list of :class:`npcell.gradcheck.GradcheckRow` (group ``'fd'``), one per case plus
     one that checks ``x`` is left unchanged.
     """
-    from ..gradcheck import GradcheckRow
-
     rows = []
     mutated = []
     for name, f, x, analytic, eps in known_gradient_cases(seed):
@@ -135,7 +128,7 @@ def grade_numerical_gradient(numerical_gradient_fn, seed=0):
             rows.append(GradcheckRow(name, "fd", numpy.inf, numpy.inf, numpy.nan, numpy.nan, 0,
                                      TOL, hint=f"returned shape {got}, expected {analytic.shape}"))
             continue
-        rel = _relative_error(analytic, numeric)
+        rel = relative_error(numpy.asarray(analytic, dtype=numpy.float64), numeric, FLOOR)
         worst = numpy.unravel_index(int(numpy.argmax(rel)), rel.shape)
         row = GradcheckRow(name, "fd", float(rel.max()),
                            float(numpy.abs(analytic - numeric).max()), float(analytic[worst]),

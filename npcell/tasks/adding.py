@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy
 
+from ..errors import ConfigError
 from .base import Task, check_positive
 
 BASELINE_MSE = 1.0 / 6.0
@@ -18,8 +19,6 @@ BASELINE_MSE = 1.0 / 6.0
 def make_batch(T: int, batch_size: int, rng: numpy.random.Generator, dtype="float64"):
     """One batch: x (T, B, 2), y (B, 1). ``rng`` is a numpy Generator (seeded by the caller)."""
     if T < 2:
-        from ..errors import ConfigError
-
         raise ConfigError(f"the adding problem needs T >= 2 (two markers); got T={T}")
     values = rng.uniform(0.0, 1.0, size=(T, batch_size))
     mask = numpy.zeros((T, batch_size))

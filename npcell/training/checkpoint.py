@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy
 
 from ..backend import to_numpy
+from ..cells import make_cell
 from ..errors import CheckpointError, NpcellError, shape_str
 
 FORMAT_VERSION = 1
@@ -154,8 +155,6 @@ def cell_from_arrays_meta(arrays: dict, cell_meta: dict, *, prefix: str = PARAM_
     Every parameter must be present with exactly the shape and dtype the rebuilt cell expects;
     anything else raises :class:`CheckpointError` naming the parameter.
     """
-    from ..cells import make_cell
-
     if not isinstance(cell_meta, dict):
         raise CheckpointError(
             f"{path}: cell metadata must be a dict; got {type(cell_meta).__name__}"

@@ -21,31 +21,14 @@ Our readout is one linear layer (the co-author's is Linear-ReLU-Linear).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
-
-import numpy
 
 from ..backend import resolve_dtype
 from ..cells import CELLS
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int, check_real
 from ..tasks import TASKS
 
 
-def _int_at_least(value, low) -> bool:
-    """An int (not bool) >= low: what the counts and the seed must be."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _finite_real(value) -> bool:
-    """A real number (not bool, str or list) that is finite: what lr and clip must be."""
-    return (isinstance(value, (int, float, numpy.number)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-# ============================================================================================
-# Configuration
-# ============================================================================================
 @dataclass
 class TrainConfig:
     """Everything that defines a run (stored as config.json)."""
@@ -79,18 +62,14 @@ class TrainConfig:
         if not isinstance(self.cell, str) or self.cell not in CELLS:
             raise ConfigError(f"unknown cell kind {self.cell!r}; expected one of {sorted(CELLS)}")
         for name in ("hidden", "batch", "epochs", "log_every", "eval_batch"):
-            value = getattr(self, name)
-            if not _int_at_least(value, 1):
-                raise ConfigError(f"{name} must be a positive int; got {value!r}")
-        if self.steps_per_epoch is not None and not _int_at_least(self.steps_per_epoch, 1):
-            raise ConfigError(f"steps_per_epoch must be >= 1 or None; got {self.steps_per_epoch}")
-        if not _finite_real(self.lr) or not self.lr > 0:
-            raise ConfigError(f"lr must be > 0; got {self.lr}")
-        if self.clip is not None and (not _finite_real(self.clip) or not self.clip > 0):
-            raise ConfigError(f"clip must be > 0 or None; got {self.clip}")
+            check_int(name, getattr(self, name))
+        if self.steps_per_epoch is not None:
+            check_int("steps_per_epoch", self.steps_per_epoch)
+        check_real("lr", self.lr, above=0)
+        if self.clip is not None:
+            check_real("clip", self.clip, above=0)
         resolve_dtype(self.dtype)
-        if not _int_at_least(self.seed, 0):
-            raise ConfigError(f"seed must be a non-negative int; got {self.seed!r}")
+        check_int("seed", self.seed, low=0)
         return self
 
     def to_dict(self) -> dict:

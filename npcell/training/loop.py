@@ -43,8 +43,10 @@ from pathlib import Path
 import numpy
 
 from ..backend import resolve_dtype, to_numpy
+from ..cells import make_cell
 from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..sequence import backward, forward
+from ..tasks import make_task
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .layers import Embedding, Linear, check_tokens, mse_loss, one_hot, softmax_cross_entropy
@@ -66,8 +68,6 @@ class SequenceModel:
 
     def __init__(self, task, cell_kind, hidden, *, embedding=0, dtype="float32", seed=0,
                  cell_options=None):
-        from ..cells import make_cell
-
         self.task = task
         self.dtype = resolve_dtype(dtype)
         seeds = numpy.random.SeedSequence(seed).generate_state(3)  # cell, readout, embedding
@@ -125,15 +125,18 @@ class SequenceModel:
         return type(batch)(move(batch.x), move(batch.y), move(batch.loss_mask),
                            move(batch.metric_mask))
 
-    def run(self, batch, *, need_grads=True):
+    def run(self, batch, *, need_grads=True, need_metric=None):
         """Forward (and backward) on one batch.
 
         Returns (loss, stats, grads): loss is the batch mean the optimiser sees (a 0-d array on
         the model's device: ``float(loss)`` reads it); stats holds sums for aggregation over
-        many batches: ``loss_sum``, ``count``, ``metric_sum``, ``metric_count`` (numbers or 0-d
-        device arrays; nothing here reads a value back from the GPU); grads is keyed like
-        ``params`` (None when need_grads is False).
+        many batches: ``loss_sum``, ``count`` and, with ``need_metric`` (default: when no
+        gradients are asked for, i.e. in evaluation), ``metric_sum``, ``metric_count`` (numbers
+        or 0-d device arrays: nothing here reads a value back from the GPU); grads is keyed like
+        ``params`` (None when need_grads is False). A training step skips the accuracy: its
+        argmax would be thrown away.
         """
+        need_metric = not need_grads if need_metric is None else need_metric
         task = self.task
         batch = self._on_model_backend(batch)
         x_in, embed_cache = self._cell_input(batch.x)
@@ -153,7 +156,7 @@ class SequenceModel:
             stats["loss_sum"] = loss * count
             if task.metric == "bpc":
                 stats["metric_sum"], stats["metric_count"] = loss * count / LN2, count
-            else:  # accuracy over the positions the metric mask selects, summed on the device
+            elif need_metric:  # accuracy over the positions the metric mask selects, on the device
                 correct = y_pred.argmax(axis=-1) == batch.y
                 if batch.metric_mask is None:
                     stats["metric_count"] = batch.y.size
@@ -195,8 +198,6 @@ class SequenceModel:
 
 def build(config: TrainConfig):
     """(task, model, optimiser) for a config, all seeded from ``config.seed``."""
-    from ..tasks import make_task
-
     config.validate()
     options = dict(config.task_options)
     options.setdefault("seed", config.seed)  # the data differ between seeds too

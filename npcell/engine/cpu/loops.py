@@ -22,16 +22,22 @@ The kernels take the pre-activations as they are (no row scales; those are the p
 device) and compute sigma(a) = 1 / (1 + exp(-a)) and tanh(a) = 2 / (1 + exp(-2a)) - 1, which
 are exact identities and saturate correctly when exp overflows.
 
-Numba is optional (``pip install npcell[fast]``). Without it :func:`available` is False and the
-plain path runs; ``npcell.engine.use_fused_kernels(False)`` forces the plain path with it.
+Numba is a default dependency on the Pythons it supports (an environment marker in
+pyproject.toml). Without it :func:`available` is False and the plain path runs;
+``npcell.engine.use_fused_kernels(False)`` forces the plain path with it.
 tests/test_kernels_cpu.py holds the two paths equal.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import sys
+from pathlib import Path
 
 import numpy
+
+from ..ops import cell_read_back_into, cell_read_into
 
 
 @functools.cache
@@ -46,9 +52,26 @@ def available() -> bool:
 
 @functools.cache
 def _compiled():
-    from . import kernels  # compiles on first call of each kernel, then from its cache
+    """The Numba kernels module. Imported on first use, not with npcell: Numba is slow to import
+    and optional (the plain path runs without it). Each kernel compiles on its first call and
+    is cached on disk (``cache=True``); the first time, that takes ~20 s, so say so once."""
+    if not _disk_cache_exists():
+        print("npcell: compiling the Numba CPU kernels (once, about 20 s; cached on disk after)",
+              file=sys.stderr)
+    from . import kernels
 
     return kernels
+
+
+def _disk_cache_exists() -> bool:
+    """True when Numba's on-disk cache holds index files of our kernels: next to kernels.py in
+    __pycache__, or under NUMBA_CACHE_DIR when set (Numba's own two places)."""
+    here = Path(__file__).parent
+    places = [here / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        places.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    return any(next(place.rglob("kernels.*.nbi"), None) is not None
+               for place in places if place.is_dir())
 
 
 #: Up to this many input features X the loops below take the input term x_t W_x^T (and its
@@ -137,12 +160,12 @@ def backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, inputs=None)
         numpy.matmul(dgates[t], W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
 
 
-def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads, read_cell, u_if,
+def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads, u_if,
                            u_o, inputs=None):
     """The peephole/WMC time loop with the kernels; fills what the plain loop fills.
 
     As :func:`forward_loop`, plus the cell reads: ``reads`` is the dict of cells/lstm.py's
-    ``_cell_reads`` (weights unscaled). Full W_kc: ``read_cell(c, W, bias, diagonal, out)``
+    ``_cell_reads`` (weights unscaled). Full W_kc: ``ops.cell_read_into``
     (a GEMM) writes W_kc c [+ b_kc] between the kernels; diagonal w_kc: the kernels read c
     themselves. ``u_if`` (T, B, 2H) and ``u_o`` (T, B, H) receive WMC's squashed reads
     tanh(W_kc c) (eq. 7-9); None for the peephole, whose reads enter as they are.
@@ -161,24 +184,24 @@ def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads,
             inputs.project(t, gates[t])
         numpy.matmul(hs[t], W_hT, out=recurrent)  # the recurrent GEMM
         if not diagonal:  # i, f read c_{t-1}: eq. (7)-(8) / (16)-(17)
-            read_cell(cs[t], reads["W_if"], reads["b_if"], False, reads_if)
+            cell_read_into(cs[t], reads["W_if"], reads["b_if"], False, reads_if)
         kernels.connected_gates(gates[t], recurrent, bias, reads_if,
                                 u_if[t] if squash else reads_if, cs[t], cs[t + 1], w_if, b_if,
                                 squash, diagonal, one, two)
         if not diagonal:  # o reads the new c_t: eq. (9) / (18)
-            read_cell(cs[t + 1], reads["W_o"], reads["b_o"], False, reads_o)
+            cell_read_into(cs[t + 1], reads["W_o"], reads["b_o"], False, reads_o)
         kernels.connected_output(gates[t], reads_o, u_o[t] if squash else reads_o, cs[t + 1],
                                  tanh_cs[t], hs[t + 1], w_o, b_o, squash, diagonal, one, two)
 
 
-def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, reads, read_back,
+def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, reads,
                             scratch, u_if, u_o, dz_if, dz_o, inputs=None):
     """The peephole/WMC BPTT loop with the kernels: fills dgates (T, B, 4H) with dL/da and,
     for WMC, dz_if (T, B, 2H) and dz_o (T, B, H) with dL/dz of the cell reads (eq. 15); the
     peephole passes u_if = u_o = None and its dL/dz, dL/da itself, as the views dz_if =
     dgates[:, :, H:3H], dz_o = dgates[:, :, :H] (the full reads' GEMMs read them).
 
-    Full W_kc: ``read_back(dz, W, diagonal, dc, scratch)`` (a GEMM) adds dL/dc through a read.
+    Full W_kc: ``ops.cell_read_back_into`` (a GEMM) adds dL/dc through a read.
     Returns (dw_if (2H,), dw_o (H,)), the gradients of diagonal w_kc summed over t and the
     batch as the kernels go, or None for full W_kc (the caller does one GEMM over all T).
     ``inputs``: as in :func:`backward_loop`.
@@ -201,11 +224,11 @@ def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, re
                                           dh_next, dc, d, dz_o_t, w_o, dw_o, squash, diagonal,
                                           one)
         if not diagonal:  # dL/dc_t += through the o gate's read of c_t (before di, df, dg)
-            read_back(dz_o[t], reads["W_o"], False, dc, scratch)
+            cell_read_back_into(dz_o[t], reads["W_o"], False, dc, scratch)
         kernels.connected_cell_backward(gates[t], cs[t], u_if_t, dc, d, dz_if_t, w_if, dw_if,
                                         squash, diagonal, one)
         if not diagonal:  # dL/dc_{t-1} += through the reads of c_{t-1} by i and f
-            read_back(dz_if[t], reads["W_if"], False, dc, scratch)
+            cell_read_back_into(dz_if[t], reads["W_if"], False, dc, scratch)
         if inputs is not None:
             inputs.backward(t, d)
         numpy.matmul(d, W_h, out=dh_next)  # dL/dh_{t-1}: the recurrent GEMM back
