@@ -30,6 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+import npcell
+from npcell import bench, engine
+from npcell.backend import to_numpy
+
 REPO = Path(__file__).resolve().parent.parent
 PARTS = ("gradcheck", "equality", "kernels", "bench")
 
@@ -66,8 +70,6 @@ class Results:
 
 
 def _host(a):
-    from npcell.backend import to_numpy
-
     return to_numpy(a).astype(np.float64)
 
 
@@ -88,16 +90,12 @@ def _compare(out, ref) -> dict:
 
 
 def _run(cell, x, dh, fused=None):
-    import npcell
-
     h, state, cache = npcell.forward(cell, x, fused=fused)
     grads, dx, d0 = npcell.backward(cell, dh, cache)
     return h, state, grads, dx, d0
 
 
 def _case(kind, T, B, X, H, dtype, seed=0):
-    import npcell
-
     rng = np.random.default_rng(seed)
     cpu = npcell.make_cell(kind, X, H, dtype=dtype, seed=seed, backend="numpy")
     x = rng.standard_normal((T, B, X)).astype(dtype)
@@ -119,8 +117,6 @@ def _guarded(results, base, fn):
 
 # ============================================================================================
 def part_gradcheck(cp, out, dry_run, budget_s):
-    import npcell
-    from npcell import engine
 
     results = Results(out, "gradcheck", {"what": "float64 full gradcheck on the GPU"})
     ok = True
@@ -142,8 +138,6 @@ TOLERANCE = {"float64": 1e-9, "float32": 2e-3}  # max relative difference, GPU v
 
 
 def part_equality(cp, out, dry_run, budget_s):
-    import npcell
-
     results = Results(out, "equality", {"what": "GPU vs CPU: forward and every gradient",
                                         "tolerance": TOLERANCE})
     ok = True
@@ -163,15 +157,12 @@ def part_equality(cp, out, dry_run, budget_s):
 
 
 def part_kernels(cp, out, dry_run, budget_s):
-    from npcell import engine
-    from npcell.bench import QUICK_SHAPES, SHAPES
-
     results = Results(out, "kernels", {"what": "lstm: plain CuPy path vs ElementwiseKernels",
                                        "tolerance": TOLERANCE})
     sync = cp.cuda.Device().synchronize
     ok = True
     for dtype in ("float64", "float32"):
-        for name, (B, T, X, H) in (QUICK_SHAPES if dry_run else SHAPES).items():
+        for name, (B, T, X, H) in (bench.QUICK_SHAPES if dry_run else bench.SHAPES).items():
             def check(dtype=dtype, B=B, T=T, X=X, H=H):
                 _, gpu, x, dh = _case("lstm", T, B, X, H, dtype)
                 x, dh = cp.asarray(x), cp.asarray(dh)
@@ -209,9 +200,7 @@ def bench_plan(dry_run):
     """(kind, shape name, (B, T, X, H), dtype, elementwise kernels) in the order they run:
     float32 first (the fast path people use), the LSTM first in each shape; float64 after, as
     far as the time budget goes."""
-    from npcell.bench import QUICK_SHAPES, SHAPES
-
-    shapes = dict(QUICK_SHAPES if dry_run else SHAPES)
+    shapes = dict(bench.QUICK_SHAPES if dry_run else bench.SHAPES)
     shapes.update(DRY_WIDE_SHAPES if dry_run else WIDE_SHAPES)
     plan = []
     for dtype in ("float32", "float64"):
@@ -226,8 +215,6 @@ def bench_plan(dry_run):
 
 
 def part_bench(cp, out, dry_run, budget_s):
-    from npcell import bench
-
     device = bench.Device("gpu")
     torch = bench._torch()
     torch_cuda = torch is not None and torch.cuda.is_available()

@@ -30,6 +30,8 @@ import types
 
 import numpy
 
+from npcell import backend
+
 __version__ = "0.0-fake (NumPy on the CPU)"
 
 
@@ -477,8 +479,6 @@ def install(monkeypatch=None):
     With a pytest ``monkeypatch`` everything is undone after the test; without one (the dry run
     of benchmarks/gpu_check.sh) it stays for the process.
     """
-    from npcell import backend
-
     module = make_module()
     memo = {"checked": True, "module": module, "error": None}
     if monkeypatch is None:
