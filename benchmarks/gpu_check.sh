@@ -7,14 +7,14 @@
 #     benchmarks/gpu_check.sh --dry-run OUTDIR                # on a CPU: all but the device
 #
 # Parts, each under its own time limit (seconds), so one failure or hang loses only itself;
-# the limits add up to 470 s, inside the 8 minutes the check may take:
+# the limits add up to 480 s, inside the 8 minutes the check may take:
 #   versions   20  nvidia-smi, numpy/cupy/torch/cuDNN versions      -> versions.txt
-#   gradcheck  60  float64 full gradcheck of every cell kind on GPU -> gradcheck.json
+#   gradcheck  90  float64 full gradcheck of every cell kind on GPU -> gradcheck.json
 #   equality   45  GPU vs CPU: forward and every gradient, f64/f32  -> equality.json
 #   kernels    45  lstm plain CuPy vs ElementwiseKernels, bench shapes -> kernels.json
 #   tests     120  pytest -m gpu on the files holding GPU tests     -> gpu_tests.txt/.xml
-#   bench     170  npcell on CuPy vs torch CUDA (cuDNN, eager loop), bench shapes + H=512,
-#                  H=1024; no case starts after 150 s                -> bench_gpu.json/.md
+#   bench     150  npcell on CuPy vs torch CUDA (cuDNN, eager loop), bench shapes + H=512,
+#                  H=1024; no case starts after 130 s                -> bench_gpu.json/.md
 #   report     10  everything above in one place                    -> summary.json, summary.md
 # Every part runs even if an earlier one failed; the exit status is 1 if any failed.
 #
@@ -91,14 +91,14 @@ TEST_FILES=$(grep -l "pytest.mark.gpu" tests/test_*.py | tr '\n' ' ')
 
 run_part versions 20 "$PY" -c "$VERSIONS"
 cp "$OUT/versions.log" "$OUT/versions.txt"
-run_part gradcheck 60 "$PY" benchmarks/gpu_checks.py gradcheck "$OUT" ${FLAGS[@]+"${FLAGS[@]}"}
+run_part gradcheck 90 "$PY" benchmarks/gpu_checks.py gradcheck "$OUT" ${FLAGS[@]+"${FLAGS[@]}"}
 run_part equality 45 "$PY" benchmarks/gpu_checks.py equality "$OUT" ${FLAGS[@]+"${FLAGS[@]}"}
 run_part kernels 45 "$PY" benchmarks/gpu_checks.py kernels "$OUT" ${FLAGS[@]+"${FLAGS[@]}"}
 # shellcheck disable=SC2086 - TEST_FILES is a list of paths without spaces
 run_part tests 120 "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider -p _hypothesis_pytestplugin \
   --junitxml="$OUT/gpu_tests.xml" $TEST_FILES
 cp "$OUT/tests.log" "$OUT/gpu_tests.txt"
-run_part bench 170 "$PY" benchmarks/gpu_checks.py bench "$OUT" --budget-s 150 ${FLAGS[@]+"${FLAGS[@]}"}
+run_part bench 150 "$PY" benchmarks/gpu_checks.py bench "$OUT" --budget-s 130 ${FLAGS[@]+"${FLAGS[@]}"}
 run_part report 10 "$PY" benchmarks/gpu_report.py "$OUT"
 cat "$OUT/summary.md" 2>/dev/null | head -n 40
 
