@@ -92,35 +92,6 @@ def test_gradcheck_catches_a_wrong_gru_backward(monkeypatch):
     assert report.max_rel_error > 1e-2
 
 
-# ----- fused == stepwise --------------------------------------------------------------------
-@pytest.mark.parametrize("combo", FUSED, ids=combo_id)
-@settings(max_examples=6)
-@given(T=st.integers(1, 9), B=st.integers(1, 4), X=st.integers(1, 5), H=st.integers(1, 6),
-       seed=st.integers(0, 2**20))
-def test_fused_path_equals_stepwise_loop(combo, T, B, X, H, seed):
-    kind, options = combo
-    cell, x, state = random_case(kind, options, T, B, X, H, seed)
-    rng = np.random.default_rng(seed + 2)
-    dh = rng.standard_normal((T, B, H))
-    dstate = {k: rng.standard_normal(v.shape) for k, v in state.items()}
-
-    h_f, s_f, cache_f = npcell.forward(cell, x, state, fused=True)
-    h_s, s_s, cache_s = npcell.forward(cell, x, state, fused=False)
-    assert cache_f.path == "fused" and cache_s.path == "stepwise"
-    np.testing.assert_allclose(h_f, h_s, rtol=1e-12, atol=1e-13)
-    for k in cell.state_names:
-        np.testing.assert_allclose(s_f[k], s_s[k], rtol=1e-12, atol=1e-13)
-
-    g_f, dx_f, d0_f = npcell.backward(cell, dh, cache_f, dstate)
-    g_s, dx_s, d0_s = npcell.backward(cell, dh, cache_s, dstate)
-    assert list(g_f) == list(cell.params) == list(g_s)
-    for name in cell.params:
-        np.testing.assert_allclose(g_f[name], g_s[name], rtol=1e-11, atol=1e-12, err_msg=name)
-    np.testing.assert_allclose(dx_f, dx_s, rtol=1e-11, atol=1e-12)
-    for k in cell.state_names:
-        np.testing.assert_allclose(d0_f[k], d0_s[k], rtol=1e-11, atol=1e-12)
-
-
 # ----- long sequences ------------------------------------------------------------------------
 @pytest.mark.parametrize("combo", [("lstm", {}), ("peephole", {"diagonal": True}),
                                    ("wmc", {"diagonal": False, "cell_bias": False}),

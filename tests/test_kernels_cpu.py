@@ -1,17 +1,13 @@
-"""The compiled CPU gate kernels (npcell/cpu_kernels.py, Numba) against the plain NumPy path,
-and the workspace that reuses the big buffers across calls (npcell/workspace.py).
-
-The kernels are a fast path beside the plain one (DESIGN section 6): with them on, forward and
-backward must give what the plain path gives, to round-off, over hypothesis shapes, both
-dtypes, carried state, and gate pre-activations large enough to saturate (exp overflows).
+"""The compiled CPU gate kernels (npcell/engine/cpu/, Numba) beyond equality with the step loop
+(tests/test_engine.py holds every engine path to it over hypothesis shapes, both dtypes, carried
+state and saturating inputs): their gradcheck, that they run and switch off, the small-input
+loops, the compiled exp, and the workspace that reuses the big buffers (engine/workspace.py).
 """
 
 from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import npcell
 from npcell import engine
@@ -56,32 +52,6 @@ def _run(cell, x, state, dh, dstate, on):
         h, state_T, cache = npcell.forward(cell, x, state)
         grads, dx, dstate0 = npcell.backward(cell, dh, cache, dstate)
     return h.copy(), state_T, grads, dx, dstate0
-
-
-@numba_only
-@settings(max_examples=60, deadline=None)
-@given(T=st.integers(1, 6), B=st.integers(1, 5), H=st.integers(1, 7),
-       # both sides of SMALL_INPUT: the loops' own input term and the hoisted GEMMs
-       X=st.integers(1, cpu_kernels.SMALL_INPUT + 3),
-       seed=st.integers(0, 2**16), dtype=st.sampled_from(["float64", "float32"]),
-       scale=st.sampled_from([0.1, 1.0, 60.0]), kind=st.sampled_from(KINDS),
-       input_in_loops=st.booleans())
-def test_cpu_kernels_equal_the_plain_path(T, B, X, H, seed, dtype, scale, kind,
-                                          input_in_loops):
-    case = _case(T, B, X, H, seed, dtype, scale, *kind)
-    with _input_in_loops(input_in_loops):
-        fast = _run(*case, on=True)
-    plain = _run(*case, on=False)
-    tol = 1e-12 if dtype == "float64" else 2e-5
-    for a, b in [(fast[0], plain[0]), (fast[3], plain[3])]:
-        np.testing.assert_allclose(a, b, atol=tol, rtol=tol)
-    for k in ("h", "c"):
-        np.testing.assert_allclose(fast[1][k], plain[1][k], atol=tol, rtol=tol)
-        np.testing.assert_allclose(fast[4][k], plain[4][k], atol=tol, rtol=tol)
-    for name in plain[2]:
-        np.testing.assert_allclose(fast[2][name], plain[2][name], atol=tol * 10, rtol=tol,
-                                   err_msg=name)
-    assert np.all(np.isfinite(fast[0]))  # exp overflow (scale 60) gives the right limits
 
 
 @numba_only

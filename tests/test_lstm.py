@@ -1,4 +1,5 @@
-"""The LSTM: gradients vs finite differences, sequence == stepwise, chunked BPTT."""
+"""The LSTM reference: gradients vs finite differences, hand-computed equations, chunked BPTT
+(the engine's fused == stepwise is tests/test_engine.py)."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npcell
-from npcell.cells.lstm import lstm_step_backward, lstm_step_forward
 
 
 def random_case(T, B, X, H, seed, kind="lstm", **options):
@@ -29,52 +29,6 @@ def test_lstm_full_gradcheck_every_parameter_dx_and_dstate0(T, B, X, H, seed):
     assert {"dstate0[h]", "dstate0[c]"} <= names
     assert report.ok, str(report)
     assert report.max_rel_error < 1e-6
-
-
-def stepwise_reference(cell, x, state, dh, dstate):
-    """The plainest possible BPTT: the pure step functions in a Python loop (written here)."""
-    caches, s, hs = [], dict(state), []
-    for t in range(x.shape[0]):
-        s, cache = lstm_step_forward(cell.params, x[t], s)
-        caches.append(cache)
-        hs.append(s["h"])
-    grads = {k: np.zeros_like(v) for k, v in cell.params.items()}
-    dx = np.zeros_like(x)
-    d = {"h": dstate["h"].copy(), "c": dstate["c"].copy()}
-    for t in reversed(range(x.shape[0])):
-        d["h"] = d["h"] + dh[t]
-        g, dx[t], d = lstm_step_backward(cell.params, d, caches[t])
-        for k in grads:
-            grads[k] += g[k]
-    return np.stack(hs), s, grads, dx, d
-
-
-@settings(max_examples=30)
-@given(T=st.integers(1, 9), B=st.integers(1, 4), X=st.integers(1, 5), H=st.integers(1, 6),
-       seed=st.integers(0, 2**20), dtype=st.sampled_from(["float64", "float32"]))
-def test_sequence_forward_backward_equal_stepwise_loop(T, B, X, H, seed, dtype):
-    cell, x, state = random_case(T, B, X, H, seed)
-    cell = cell.astype(dtype)
-    x = x.astype(dtype)
-    state = {k: v.astype(dtype) for k, v in state.items()}
-    rng = np.random.default_rng(seed)
-    dh = rng.standard_normal((T, B, H)).astype(dtype)
-    dstate = {"h": rng.standard_normal((B, H)).astype(dtype),
-              "c": rng.standard_normal((B, H)).astype(dtype)}
-    h, state_T, cache = npcell.forward(cell, x, state)
-    assert cache.path == "fused"
-    grads, dx, dstate0 = npcell.backward(cell, dh, cache, dstate)
-    h_ref, s_ref, g_ref, dx_ref, d_ref = stepwise_reference(cell, x, state, dh, dstate)
-    tol = 1e-12 if dtype == "float64" else 2e-5
-    np.testing.assert_allclose(h, h_ref, atol=tol)
-    for k in ("h", "c"):
-        np.testing.assert_allclose(state_T[k], s_ref[k], atol=tol)
-        np.testing.assert_allclose(dstate0[k], d_ref[k], atol=tol * 10)
-    np.testing.assert_allclose(dx, dx_ref, atol=tol * 10)
-    assert list(grads) == list(cell.params)
-    for k in grads:
-        assert grads[k].dtype == np.dtype(dtype)
-        np.testing.assert_allclose(grads[k], g_ref[k], atol=tol * 10 * T * B)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "peephole", "wmc"])

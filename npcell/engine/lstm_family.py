@@ -219,8 +219,8 @@ def fused_forward(params, x, state, spec=None):
     # One GEMM for the input projection of all T steps; the buffer then holds the gates.
     # The big buffers come from the workspace: reused across calls once nothing holds them.
     gates = workspace.empty(xp, (T, B, 4 * H), dtype)
-    inputs = _small_input(path, x, W_x)
-    if inputs is None:  # else the CPU kernels' loop projects x_t step by step
+    small_input = _small_input(path, x, W_x)
+    if small_input is None:  # else the CPU kernels' loop projects x_t step by step
         xp.matmul(x.reshape(T * B, X), W_x.T, out=gates.reshape(T * B, 4 * H))
     if path != "numba":  # the CPU kernels add b as they go
         gates += b
@@ -237,11 +237,11 @@ def fused_forward(params, x, state, spec=None):
             cache["u_if"] = workspace.empty(xp, (T, B, 2 * H), dtype)
             cache["u_o"] = workspace.empty(xp, (T, B, H), dtype)
     if path == "numba" and reads is None:  # the gate block below as one compiled pass
-        cpu_loops.forward_loop(gates, hs, cs, tanh_cs, W_hT, b, recurrent, inputs)
+        cpu_loops.forward_loop(gates, hs, cs, tanh_cs, W_hT, b, recurrent, small_input)
     elif path == "numba":  # two passes, around the o gate's read of c_t
         cpu_loops.connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, b, recurrent, reads,
                                            cache.get("u_if"), cache.get("u_o"),
-                                           inputs)
+                                           small_input)
     elif path == "cupy":
         step = cuda_kernels.lstm_forward_step  # the gate block below as one CuPy kernel launch
         for t in range(T):
@@ -369,9 +369,9 @@ def fused_backward(params, dh, cache, dstate, spec=None):
 
     path = _kernel_path(x, spec)
     diagonal_grads = None  # (dw_if, dw_o) when the kernels summed them on the way
-    inputs = _small_input(path, x, W_x)  # then dx, dW_x, db come from the loop too
-    if inputs is not None:
-        inputs.start_backward()
+    small_input = _small_input(path, x, W_x)  # then dx, dW_x, db come from the loop too
+    if small_input is not None:
+        small_input.start_backward()
     dgates = workspace.empty(xp, gates.shape, dtype)  # dL/da (the plain path: D first)
     if reads is not None:
         squash, diagonal = reads["squash"], reads["diagonal"]
@@ -383,11 +383,11 @@ def fused_backward(params, dh, cache, dstate, spec=None):
             dz_if, dz_o = dgates[:, :, H : 3 * H], dgates[:, :, :H]
     if path == "numba" and reads is None:
         cpu_loops.backward_loop(gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc,
-                                  inputs)
+                                  small_input)
     elif path == "numba":
         diagonal_grads = cpu_loops.connected_backward_loop(
             gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc, reads,
-            scratch, cache.get("u_if"), cache.get("u_o"), dz_if, dz_o, inputs)
+            scratch, cache.get("u_if"), cache.get("u_o"), dz_if, dz_o, small_input)
     elif path == "cupy":
         dc_prev = xp.empty_like(dc)
         step = cuda_kernels.lstm_backward_step  # the gate block below as one CuPy kernel launch
@@ -425,12 +425,12 @@ def fused_backward(params, dh, cache, dstate, spec=None):
     # Weight gradients: one GEMM over all T*B rows each (eq. (12)-(13) summed over t and b).
     flat = dgates.reshape(T * B, 4 * H)
     dW_h = flat.T @ hs[:-1].reshape(T * B, H)
-    if inputs is None:
+    if small_input is None:
         dW_x = flat.T @ x.reshape(T * B, X)
         db = flat.sum(axis=0)
         dx = (flat @ W_x).reshape(T, B, X)  # dL/dx_t for every t at once
     else:  # summed by the loop, step by step
-        (dW_x, db), dx = inputs.grads(), inputs.dx
+        (dW_x, db), dx = small_input.grads(), small_input.dx
     grads = {}
     for n, k in enumerate(PACKED_ORDER):
         rows = slice(n * H, (n + 1) * H)

@@ -129,10 +129,10 @@ class SmallInput:
         return self.dW_xT.T.astype(dtype), self.db.astype(dtype)
 
 
-def forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, inputs=None):
+def forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, small_input=None):
     """The LSTM time loop with the kernels; fills gates, hs, cs, tanh_cs as the plain loop.
 
-    gates (T, B, 4H) in: x_t W_x^T, PACKED_ORDER, unscaled (or nothing, when ``inputs``, a
+    gates (T, B, 4H) in: x_t W_x^T, PACKED_ORDER, unscaled (or nothing, when ``small_input``, a
     :class:`SmallInput`, writes it step by step); out: the activations. The kernel adds the
     bias (4H,) as it goes (a separate pass over all of ``gates`` costs ~5% here).
     hs, cs (T + 1, B, H) with the initial state at index 0; tanh_cs (T, B, H); W_hT (H, 4H)
@@ -141,27 +141,27 @@ def forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, inputs=None):
     kernel = _compiled().lstm_forward
     one, two = gates.dtype.type(1), gates.dtype.type(2)
     for t in range(gates.shape[0]):
-        if inputs is not None:
-            inputs.project(t, gates[t])
+        if small_input is not None:
+            small_input.project(t, gates[t])
         numpy.matmul(hs[t], W_hT, out=recurrent)  # the one recurrent GEMM of the LSTM
         kernel(gates[t], recurrent, bias, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1], one, two)
 
 
-def backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, inputs=None):
+def backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, small_input=None):
     """The LSTM BPTT loop with the kernel: fills dgates (T, B, 4H) with dL/da; on return
     dh_next (B, H) holds dL/dh_0 and dc (B, H) dL/dc_0 (both enter holding dL/d(final state)).
-    ``inputs`` (a :class:`SmallInput`, after ``start_backward``) takes each step's dL/da."""
+    ``small_input`` (a :class:`SmallInput`, after ``start_backward``) takes each step's dL/da."""
     kernel = _compiled().lstm_backward
     one = gates.dtype.type(1)
     for t in range(gates.shape[0] - 1, -1, -1):
         kernel(gates[t], cs[t], tanh_cs[t], dh[t], dh_next, dc, dgates[t], one)
-        if inputs is not None:
-            inputs.backward(t, dgates[t])
+        if small_input is not None:
+            small_input.backward(t, dgates[t])
         numpy.matmul(dgates[t], W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
 
 
 def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads, u_if,
-                           u_o, inputs=None):
+                           u_o, small_input=None):
     """The peephole/WMC time loop with the kernels; fills what the plain loop fills.
 
     As :func:`forward_loop`, plus the cell reads: ``reads`` is the dict of cells/lstm.py's
@@ -169,7 +169,7 @@ def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads,
     (a GEMM) writes W_kc c [+ b_kc] between the kernels; diagonal w_kc: the kernels read c
     themselves. ``u_if`` (T, B, 2H) and ``u_o`` (T, B, H) receive WMC's squashed reads
     tanh(W_kc c) (eq. 7-9); None for the peephole, whose reads enter as they are.
-    ``inputs``: as in :func:`forward_loop`.
+    ``small_input``: as in :func:`forward_loop`.
     """
     kernels = _compiled()
     dtype = gates.dtype
@@ -180,8 +180,8 @@ def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads,
     reads_if = numpy.empty((B, H4 // 2), dtype)
     reads_o = numpy.empty((B, H4 // 4), dtype)
     for t in range(T):
-        if inputs is not None:
-            inputs.project(t, gates[t])
+        if small_input is not None:
+            small_input.project(t, gates[t])
         numpy.matmul(hs[t], W_hT, out=recurrent)  # the recurrent GEMM
         if not diagonal:  # i, f read c_{t-1}: eq. (7)-(8) / (16)-(17)
             cell_read_into(cs[t], reads["W_if"], reads["b_if"], False, reads_if)
@@ -195,7 +195,7 @@ def connected_forward_loop(gates, hs, cs, tanh_cs, W_hT, bias, recurrent, reads,
 
 
 def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, reads,
-                            scratch, u_if, u_o, dz_if, dz_o, inputs=None):
+                            scratch, u_if, u_o, dz_if, dz_o, small_input=None):
     """The peephole/WMC BPTT loop with the kernels: fills dgates (T, B, 4H) with dL/da and,
     for WMC, dz_if (T, B, 2H) and dz_o (T, B, H) with dL/dz of the cell reads (eq. 15); the
     peephole passes u_if = u_o = None and its dL/dz, dL/da itself, as the views dz_if =
@@ -204,7 +204,7 @@ def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, re
     Full W_kc: ``ops.cell_read_back_into`` (a GEMM) adds dL/dc through a read.
     Returns (dw_if (2H,), dw_o (H,)), the gradients of diagonal w_kc summed over t and the
     batch as the kernels go, or None for full W_kc (the caller does one GEMM over all T).
-    ``inputs``: as in :func:`backward_loop`.
+    ``small_input``: as in :func:`backward_loop`.
     """
     kernels = _compiled()
     dtype = gates.dtype
@@ -229,8 +229,8 @@ def connected_backward_loop(gates, cs, tanh_cs, dh, W_h, dgates, dh_next, dc, re
                                         squash, diagonal, one)
         if not diagonal:  # dL/dc_{t-1} += through the reads of c_{t-1} by i and f
             cell_read_back_into(dz_if[t], reads["W_if"], False, dc, scratch)
-        if inputs is not None:
-            inputs.backward(t, d)
+        if small_input is not None:
+            small_input.backward(t, d)
         numpy.matmul(d, W_h, out=dh_next)  # dL/dh_{t-1}: the recurrent GEMM back
     return (dw_if.astype(dtype), dw_o.astype(dtype)) if diagonal else None
 
