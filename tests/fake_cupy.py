@@ -23,6 +23,7 @@ The arrays hold NumPy arrays inside, so results equal NumPy's bit for bit. Insta
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import traceback
@@ -489,3 +490,18 @@ def install(monkeypatch=None):
         monkeypatch.setattr(backend, "_cupy", memo)
     SYNCS.reset()
     return module
+
+
+@contextlib.contextmanager
+def installed():
+    """:func:`install` for a block (inside a hypothesis test, where a fixture cannot be reset
+    between examples); restores ``sys.modules['cupy']`` and the backend's memo after it."""
+    saved_module, saved_memo = sys.modules.get("cupy"), backend._cupy
+    try:
+        yield install()
+    finally:
+        backend._cupy = saved_memo
+        if saved_module is None:
+            sys.modules.pop("cupy", None)
+        else:
+            sys.modules["cupy"] = saved_module
