@@ -70,11 +70,13 @@ def _bug_table(app):
     """docs/_generated/bugs.md: the planted-bug catalogue as a table (read from the code)."""
     from npcell.exercises import BUGS
 
-    lines = ["| bug | exercise | what is wrong | shows in |", "|---|---|---|---|"]
+    lines = ["| bug | exercise | what is wrong | named variable | shows in |",
+             "|---|---|---|---|---|"]
     for bug in BUGS.values():
         where = ", ".join(f"`{w}`" for w in bug.where[:4]) + (", ..." if len(bug.where) > 4 else "")
         description = bug.description.replace("|", "\\|")
-        lines.append(f"| `{bug.name}` | {bug.exercise} | {description} | {where} |")
+        lines.append(f"| `{bug.name}` | {bug.exercise} | {description} | `{bug.variable}` | "
+                     f"{where} |")
     out = DOCS / "_generated"
     out.mkdir(exist_ok=True)
     text = "\n".join(lines) + "\n"

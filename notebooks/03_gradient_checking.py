@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,6 +23,7 @@
 
 # %%
 import os
+import tempfile
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -145,14 +148,13 @@ print(npcell.gradcheck(wmc, x_seq, mode="fast"))
 # %% [markdown]
 # ## What each bug looks like
 # npcell ships a catalogue of realistic planted bugs (`npcell exercises bugs`). Each one is the
-# reference code with one line changed; the autograder runs it like a student's file and says
-# where the error shows. Compare the signatures:
+# reference code with one line changed; the grader runs it like a student's file (in a sandboxed
+# child process) and names the student's variable the error lives in, from the set of returned
+# tensors that are wrong. Compare the signatures:
 #
-# * a **local derivative** bug (wrong $\sigma'$, sigmoid candidate, wrong sign) fails its own
-#   gate block first;
-# * a **carry** bug ($\partial L/\partial c_{t-1}$ or $\partial L/\partial h_{t-1}$ wrong) leaves
-#   $\partial L/\partial x_t$ right at the last step and wrong before it, and fails the
-#   initial-state rows;
+# * a **local derivative** bug (wrong $\sigma'$, sigmoid candidate, wrong sign) fails its gate's
+#   weights, dx and dh_prev: `da_g`, `da_i`, ...;
+# * a **carry** bug ($\partial L/\partial c_{t-1}$ wrong) fails dc_prev alone: `dc_prev`;
 # * a **pairing** bug (W_oc with $c_{t-1}$, W_h with $h_t$) fails exactly that weight;
 # * a **shape** bug (no sum over the batch) is reported by name before any numbers.
 
@@ -161,26 +163,26 @@ shown = ["lstm_sigmoid_candidate", "lstm_dc_prev_without_f", "wmc_o_gate_reads_c
          "lstm_db_not_summed"]
 if QUICK:
     shown = shown[:2]
+work = tempfile.mkdtemp()
 for name in shown:
     bug = exercises.BUGS[name]
-    result = exercises.grade(bug.exercise, bug.function())
-    loc = result.location()
+    result = exercises.grade(bug.exercise, bug.write(f"{work}/{name}"))
     print(f"{name}: {bug.description}")
-    print(f"   score {result.score}/100; worst parameter {loc['param']}, gate block {loc['gate']}, "
-          f"state {loc['state']}, dx wrong at t={loc['bad_steps']}, errors {loc['errors']}")
+    print(f"   score {result.score:g}/{result.max_score:g}; wrong variable {result.wrong}, "
+          f"wrong tensors {result.failed_tensors()}")
 
 # %% [markdown]
 # The full feedback a student sees, for one of them:
 
 # %%
 bug = exercises.BUGS["lstm_sigmoid_candidate"]
-print(exercises.grade(bug.exercise, bug.function()))
+print(exercises.grade(bug.exercise, bug.write(f"{work}/feedback")))
 
 # %% [markdown]
 # ## The whole catalogue
-# One row per planted bug, with the rows it is expected to show in (the test suite holds the
-# autograder to these).
+# One row per planted bug, with the variable the grader must name and the tensors it shows in
+# (the test suite holds the grader to these).
 
 # %%
 for bug in exercises.BUGS.values():
-    print(f"{bug.name:<36} [{bug.exercise:<17}] shows in {', '.join(bug.where[:3])}")
+    print(f"{bug.name:<36} [{bug.exercise:<17}] {bug.variable:<8} in {', '.join(bug.where[:3])}")

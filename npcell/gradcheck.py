@@ -16,6 +16,15 @@ Modes:
   parameters at once), per time step of dx and per initial-state tensor: 2 forwards each.
 * ``full``: every entry (or ``samples`` seeded entries per tensor). Failing fast rows are
   re-run this way so their hints can look at the element pattern.
+
+Methods: ``central`` (the default, above) or ``complex``, the complex step
+
+    dL/dp . v = Im L(p + i h v) / h + O(h^2),   h = 1e-20
+
+which subtracts nothing, so h can be tiny and the result is exact to round-off (~1e-15 in
+float64), one forward per direction and no eps to tune. It runs the reference step loop on
+complex copies of the parameters, input and state, so it needs a forward that is complex
+analytic (no abs, max, comparisons): :data:`COMPLEX_SAFE` lists the kinds that are.
 """
 
 from __future__ import annotations
@@ -38,6 +47,11 @@ from .sequence import (
     forward,
 )
 
+COMPLEX_STEP = 1e-20  # h of the complex step: no cancellation, so it may be this small
+# Kinds whose reference step_forward is complex analytic (tests/test_gradcheck_complex.py holds
+# each to central differences); the others use abs/max/comparisons somewhere.
+COMPLEX_SAFE = ("lstm", "peephole", "wmc", "gru", "ulstm", "ln_lstm", "fw_rnn", "fw_lstm",
+                "teaching")
 DEFAULTS = {  # dtype -> (eps, tol, floor)
     "float64": (1e-5, 1e-6, 1e-4),
     "float32": (1e-2, 5e-2, 1e-2),
@@ -73,6 +87,7 @@ class GradcheckReport:
     dtype: str
     eps: float
     tol: float
+    method: str = "central"
     rows: list[GradcheckRow] = field(default_factory=list)
 
     @property
@@ -111,7 +126,8 @@ class GradcheckReport:
     def __str__(self) -> str:
         verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} rows)"
         head = (
-            f"gradcheck {self.cell_kind} ({self.dtype}, mode={self.mode}, eps={self.eps:g}, "
+            f"gradcheck {self.cell_kind} ({self.dtype}, mode={self.mode}, method={self.method}, "
+            f"eps={self.eps:g}, "
             f"tol={self.tol:g}): {verdict}, max relative error {self.max_rel_error:.2e}"
         )
         lines = [head, f"  {'row':<16}{'rel.err':>10}{'abs.err':>10}{'analytic':>13}"
@@ -136,8 +152,8 @@ class GradcheckReport:
 
 
 def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=None, samples=None,
-              seed=0, fused=None, check_state0=True) -> GradcheckReport:
-    """Check ``npcell.backward`` for ``cell`` on input ``x`` against central differences.
+              seed=0, fused=None, check_state0=True, method="central") -> GradcheckReport:
+    """Check ``npcell.backward`` for ``cell`` on input ``x`` against numerical derivatives.
 
     Parameters
     ----------
@@ -148,7 +164,11 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
         defaults by dtype (float64: 1e-5, 1e-6, 1e-4). float32 warns and loosens them.
     seed : seeds the loss weights, directions and sampled entries.
     fused : forwarded to :func:`npcell.forward` (None: the cell's default path).
+    method : 'central' differences, or 'complex' step (float64, kinds in :data:`COMPLEX_SAFE`;
+        eps then defaults to :data:`COMPLEX_STEP`).
     """
+    if method not in ("central", "complex"):
+        raise ConfigError(f"gradcheck method must be 'central' or 'complex'; got {method!r}")
     if not isinstance(mode, str) or mode not in ("fast", "full"):
         raise ConfigError(f"gradcheck mode must be 'fast' or 'full'; got {mode!r}")
     _check_settings(eps=eps, tol=tol, floor=floor, samples=samples, seed=seed,
@@ -160,7 +180,15 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     state = check_state(cell, state, B, "state")
     check_inputs_finite(cell, x, state)  # a NaN/Inf input makes every row meaningless
     d_eps, d_tol, d_floor = DEFAULTS[cell.dtype.name]
-    if cell.dtype.name != "float64":
+    complex_step = method == "complex"
+    if complex_step:
+        if cell.kind not in COMPLEX_SAFE or cell.dtype.name != "float64":
+            raise ConfigError(
+                f"gradcheck method='complex' needs a float64 cell of a complex-safe kind "
+                f"{COMPLEX_SAFE}; got a {cell.dtype.name} {cell.kind!r} cell "
+                "(use method='central')")
+        d_eps = COMPLEX_STEP
+    if cell.dtype.name != "float64" and not complex_step:
         warnings.warn(
             f"gradcheck on a {cell.dtype.name} cell: finite differences are noisy in single "
             f"precision, so eps={d_eps:g} and tol={d_tol:g}; use dtype='float64' (cell.astype) for "
@@ -178,7 +206,14 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
         return h, state_T
 
     def numeric_diff(plus, minus):
-        """(L+ - L-) / 2 eps, subtracting elementwise first to keep round-off small."""
+        """(L+ - L-) / 2 eps, subtracting elementwise first to keep round-off small; for the
+        complex step (minus is None) Im L+ / eps."""
+        if minus is None:
+            h_p, s_p = plus
+            total = float(xp.sum(weights_h * h_p).imag)
+            for k in weights_s:
+                total += float(xp.sum(weights_s[k] * s_p[k]).imag)
+            return total / eps
         (h_p, s_p), (h_m, s_m) = plus, minus
         total = float(xp.sum(weights_h * (h_p - h_m)))
         for k in weights_s:
@@ -190,10 +225,20 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
 
     # Each checked tensor: a getter/setter pair on its value, and its analytic gradient.
     tensors = {}
+    work_type = complex if complex_step else cell.dtype
+    params = {k: v.astype(work_type) for k, v in cell.params.items()} if complex_step else (
+        cell.params)
     for name in cell.params:
-        tensors[name] = ("param", _ParamSlot(cell.params, name), grads[name])
-    x_work = x.copy()
-    state_work = {k: v.copy() for k, v in state.items()}
+        tensors[name] = ("param", _ParamSlot(params, name), grads[name])
+    x_work = x.astype(work_type)
+    state_work = {k: v.astype(work_type) for k, v in state.items()}
+    if complex_step:
+        def outputs(x_in, state_in):  # the reference step loop, on complex arrays
+            state_t, hs = dict(state_in), []
+            for t in range(T):
+                state_t, _ = cell.step_forward(params, x_in[t], state_t)
+                hs.append(state_t["h"])
+            return xp.stack(hs), state_t
     for t in range(T):
         tensors[f"dx[t={t}]"] = ("dx", _IndexSlot(x_work, t), dx[t])
     if check_state0:
@@ -203,7 +248,8 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     def run():
         return outputs(x_work, state_work)
 
-    report = GradcheckReport(cell.kind, mode, cell.dtype.name, eps, tol)
+    report = GradcheckReport(cell.kind, mode, cell.dtype.name, eps, tol, method)
+    step = 1j * eps if complex_step else eps  # the perturbation's size along a direction
     rows = {}
     for name, (group, slot, analytic) in tensors.items():
         if tuple(analytic.shape) != tuple(slot.get().shape):
@@ -214,13 +260,13 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
             continue
         if mode == "fast":
             rows[name] = _directional_row(name, group, [(slot, analytic)], run, numeric_diff,
-                                          eps, tol, floor, rng, xp)
+                                          step, tol, floor, rng, xp)
             if not rows[name].ok:  # re-run in full (sampled) so the hint sees the pattern
-                full = _entry_row(name, group, slot, analytic, run, numeric_diff, eps, tol,
+                full = _entry_row(name, group, slot, analytic, run, numeric_diff, step, tol,
                                   floor, rng, xp, samples=samples or 64)
                 rows[name].hint = full.hint
         else:
-            rows[name] = _entry_row(name, group, slot, analytic, run, numeric_diff, eps, tol,
+            rows[name] = _entry_row(name, group, slot, analytic, run, numeric_diff, step, tol,
                                     floor, rng, xp, samples=samples)
 
     # Gate-block rows: all parameters of one gate moved together (fast) or the worst (full).
@@ -232,7 +278,7 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
         label = f"gate {gate}"
         if mode == "fast" and all(rows[n].n_checked for n in names):
             members = [(tensors[n][1], tensors[n][2]) for n in names]
-            row = _directional_row(label, "gate", members, run, numeric_diff, eps, tol,
+            row = _directional_row(label, "gate", members, run, numeric_diff, step, tol,
                                    floor, rng, xp)
         else:
             worst = max((rows[n] for n in names), key=lambda r: r.max_rel_error)
@@ -270,12 +316,13 @@ def _check_settings(*, eps, tol, floor, samples, seed, check_state0):
 
 # ----- the two ways of measuring --------------------------------------------------------------
 def _directional_row(name, group, members, run, numeric_diff, eps, tol, floor, rng, xp):
-    """Compare v . grad with the central difference along a random unit direction v."""
+    """Compare v . grad with the central difference (or, with an imaginary ``eps``, the complex
+    step: one forward) along a random unit direction v."""
     directions = []
     analytic = 0.0
     for slot, _grad in members:
         v = rng.standard_normal(slot.get().shape)
-        directions.append(xp.asarray(v, dtype=slot.get().dtype))
+        directions.append(xp.asarray(v, dtype=slot.get().real.dtype))  # real v
     norm = math.sqrt(sum(float(xp.sum(v * v)) for v in directions)) or 1.0
     directions = [v / norm for v in directions]
     for (_slot, grad), v in zip(members, directions):
@@ -284,9 +331,11 @@ def _directional_row(name, group, members, run, numeric_diff, eps, tol, floor, r
     for (slot, _), orig, v in zip(members, originals, directions):
         slot.set(orig + eps * v)
     plus = run()
-    for (slot, _), orig, v in zip(members, originals, directions):
-        slot.set(orig - eps * v)
-    minus = run()
+    minus = None
+    if not isinstance(eps, complex):
+        for (slot, _), orig, v in zip(members, originals, directions):
+            slot.set(orig - eps * v)
+        minus = run()
     for (slot, _), orig in zip(members, originals):
         slot.set(orig)
     numeric = numeric_diff(plus, minus)
@@ -311,9 +360,11 @@ def _entry_row(name, group, slot, analytic, run, numeric_diff, eps, tol, floor, 
         bumped[idx] = original[idx] + eps
         slot.set(bumped)
         plus = run()
-        bumped[idx] = original[idx] - eps
-        slot.set(bumped)
-        minus = run()
+        minus = None
+        if not isinstance(eps, complex):  # the complex step needs one forward
+            bumped[idx] = original[idx] - eps
+            slot.set(bumped)
+            minus = run()
         numeric[idx] = numeric_diff(plus, minus)
     slot.set(original)
     a = to_numpy(analytic).astype(numpy.float64)
@@ -426,3 +477,24 @@ def relative_error(a, n, floor=DEFAULTS["float64"][2]):
     """|a - n| / max(|a|, |n|, floor), elementwise; the measure every row uses."""
     xp = array_module(a)
     return xp.abs(a - n) / xp.maximum(xp.maximum(xp.abs(a), xp.abs(n)), floor)
+
+
+def complex_step_gradients(f, arrays, *, h=COMPLEX_STEP) -> dict:
+    """Gradient of a real function by the complex step, entry by entry: one evaluation each.
+
+    ``arrays``: name -> real float64 array; ``f(complex_arrays) -> complex scalar`` must be the
+    real function evaluated on the complex copies (complex analytic: no abs, max, comparisons).
+    Returns name -> array shaped like the input, d f / d entry = Im f(a + i h e) / h.
+    """
+    work = {k: numpy.asarray(v, dtype=complex).copy() for k, v in arrays.items()}
+    grads = {}
+    for name, array in work.items():
+        grad = numpy.empty(array.shape)
+        flat, gflat = array.reshape(-1), grad.reshape(-1)
+        for j in range(flat.size):
+            flat[j] += 1j * h
+            gflat[j] = complex(f(work)).imag / h
+            flat[j] -= 1j * h  # exactly the original: the real part never changed
+        grads[name] = grad
+    return grads
+

@@ -1,160 +1,399 @@
-"""The exercise generator and the autograder (npcell.exercises).
+"""The exercise generator, the variants and the grader (npcell.exercises).
 
-The autograder must score the reference solutions 100, flag every planted bug in the catalogue,
-and name the parameter, gate block or state row where each bug shows.
+Every solution (paper cell and drawn variants) scores full marks; every planted bug is caught
+and located in the student variable it lives in; correct solutions written differently (loops
+over the batch, in-place edits of the inputs) pass.
 """
 
+import ast
+import importlib.util
 import json
 import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from npcell import exercises
+from npcell.cells import lstm, make_cell, peephole, wmc
 from npcell.cli import main
-from npcell.exercises import BUGS, EXERCISES
-from npcell.exercises.generator import BEGIN, END, load_source
+from npcell.exercises import BUGS, EXERCISES, grader, variants
+from npcell.exercises.generator import BEGIN, END
 
 
-def _solution_function(name):
-    ex = EXERCISES[name]
-    module = load_source(exercises.solution_source(ex), f"solution_{name}")
-    return getattr(module, ex.function)
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
 
 
 @pytest.mark.parametrize("name", list(EXERCISES))
-def test_reference_solution_scores_100(name):
-    grade = exercises.grade(name, _solution_function(name))
+def test_solution_file_scores_full_marks(name, tmp_path):
+    path = exercises.write_exercise(EXERCISES[name], tmp_path, solution=True)
+    grade = exercises.grade(name, path)
     assert grade.passed, str(grade)
-    assert grade.score == 100.0
-    assert grade.failed_rows() == []
+    assert grade.score == grade.max_score == 100
+    assert grade.wrong == [] and grade.failed_tensors() == []
+
+
+@pytest.mark.parametrize("name", ["lstm", "peephole", "wmc"])
+@pytest.mark.parametrize("seed", [1, 2, 5, 11])
+def test_every_drawn_variant_grades_its_own_solution_full_marks(name, seed, tmp_path):
+    variant = variants.draw(name, seed)
+    path = exercises.write_exercise(EXERCISES[name], tmp_path, solution=True, variant=variant)
+    grade = exercises.grade(name, path, variant=seed)
+    assert grade.passed, str(grade)
+    assert grade.max_score == 100
+
+
+def test_variants_differ_from_the_library_and_between_students():
+    drawn = {variants.draw("wmc", s) for s in range(12)}
+    assert len(drawn) >= 6
+    assert any(v.coupled for v in drawn) and any(v.candidate != "tanh" for v in drawn)
+    assert len({v.reads for v in drawn}) >= 3
+    assert variants.draw("lstm", 3) == variants.draw("lstm", 3)  # the seed fixes the cell
+
+
+def test_a_paper_solution_fails_a_coupled_variant(tmp_path):
+    # the library's own code is not the answer to a variant
+    seed = next(s for s in range(50) if variants.draw("lstm", s).coupled)
+    text = exercises.solution_source(EXERCISES["lstm"]).replace(
+        "NPCELL_VARIANT = None", f"NPCELL_VARIANT = {seed}")
+    grade = exercises.grade("lstm", _write(tmp_path, "lstm.py", text), variant=seed)
+    assert not grade.passed
+
+
+@pytest.mark.parametrize("kind", ["lstm", "peephole", "wmc"])
+def test_paper_variant_forward_is_npcells_reference_forward(kind):
+    # the grader's forward of the paper's cell is npcell's step_forward, number for number
+    v = variants.base(kind)
+    ns = {"np": np, "numpy": np}
+    exec(variants.helpers_source(v) + variants.forward_source(v) + variants.backward_source(v),
+         ns)
+    cell = make_cell(kind, 3, 4, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3))
+    state = {"h": rng.standard_normal((2, 4)), "c": rng.standard_normal((2, 4))}
+    ours, cache = ns["step_forward"](cell.params, x, state)
+    ref, ref_cache = cell.step_forward(cell.params, x, state)
+    for k in ("h", "c"):
+        np.testing.assert_array_equal(ours[k], ref[k])
+    dstate = {"h": rng.standard_normal((2, 4)), "c": rng.standard_normal((2, 4))}
+    grads, dx, dprev = ns["step_backward"](cell.params, dstate, cache)
+    rgrads, rdx, rdprev = cell.step_backward(cell.params, dstate, ref_cache)
+    for k in rgrads:
+        np.testing.assert_allclose(grads[k], rgrads[k], rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(dprev["c"], rdprev["c"], rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize("name", list(EXERCISES))
-def test_student_file_has_the_solution_removed_and_raises(name, tmp_path):
+def test_student_file_has_the_solution_removed(name, tmp_path):
     ex = EXERCISES[name]
     path = exercises.write_exercise(ex, tmp_path)
     text = path.read_text()
-    solution = exercises.solution_source(ex)
-    block = solution.split(BEGIN, 1)[1].split(END, 1)[0]
-    code_lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
-    assert code_lines, "the reference has an empty solution block"
-    removed = [ln for ln in code_lines if ln in {t.strip() for t in text.splitlines()}]
-    # Lines that also occur outside the block (e.g. a bare `return grad`) may remain; the
-    # defining lines must not.
-    assert len(removed) < len(code_lines) / 3, removed
     assert BEGIN not in text and END not in text
-    assert f"def {ex.function}(" in text  # the signature and docstring stay
     assert "YOUR CODE HERE" in text and "raise NotImplementedError" in text
+    assert "reference/cells.md" not in text and "docs/exercises.md" in text  # project docs
+    assert re.search(r"^import numpy$", text, re.M)
+    imports = [n for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert all(getattr(n, "module", None) is None for n in imports)  # numpy only: no npcell
     grade = exercises.grade(name, path)
-    assert not grade.passed and grade.score == 0.0
-    assert "not implemented" in str(grade)
+    assert grade.score == 0 and grade.status == "error"
+    assert "not implemented yet" in grade.message
 
 
-def test_solution_file_is_the_reference_code():
-    # The solution block of the lstm exercise is the code npcell runs, line for line.
-    import inspect
+@pytest.mark.parametrize("solution", [False, True])
+def test_finite_difference_file_holds_only_what_that_exercise_needs(solution):
+    ex = EXERCISES["finite_difference"]
+    text = (exercises.solution_source if solution else exercises.student_source)(ex)
+    tree = ast.parse(text)
+    kinds = [type(node).__name__ for node in tree.body]
+    # the header docstring, `import numpy`, NPCELL_EXERCISE, the one function to write
+    assert kinds == ["Expr", "Import", "Assign", "FunctionDef"], kinds
+    assert [a.name for a in tree.body[1].names] == ["numpy"]
+    assert tree.body[3].name == "numerical_gradient"
+    assert "given (do not edit)" not in text
+    for word in ("cache", "BPTT", "step_forward", "sigmoid", "dstate", "W_", "dc_prev",
+                 "grads", "NPCELL_VARIANT"):
+        assert word not in text, word
 
-    from npcell.cells import lstm
 
-    text = exercises.solution_source(EXERCISES["lstm"])
-    assert inspect.getsource(lstm.lstm_step_backward) in text
-    assert inspect.getsource(lstm.lstm_step_forward) in text
+# Each catalogue bug and the student variable the grader must name for it (written out here so
+# the test, not only the catalogue, says what is expected).
+MUST_NAME = {
+    "wmc_o_gate_reads_c_prev": "dW_oc", "peephole_o_gate_reads_c_prev": "dW_oc",
+    "peephole_o_term_into_dc_prev": "dc", "wmc_missing_dc_through_W_fc": "dc_prev",
+    "wmc_missing_tanh_prime": "dz_i", "lstm_db_not_summed": "db_k",
+    "lstm_transposed_W_h": "dW_kh", "lstm_sigma_prime_of_preactivation": "da_f",
+    "lstm_W_h_paired_with_h_t": "dW_kh", "lstm_forget_paired_with_c_t": "da_f",
+    "lstm_dh_prev_not_accumulated": "dh_prev", "lstm_sigmoid_candidate": "da_g",
+    "lstm_dc_without_dh_term": "dc", "lstm_dc_prev_without_f": "dc_prev",
+    "lstm_input_gate_sign": "da_i", "lstm_output_gate_uses_c": "da_o",
+    "gru_update_gate_sign": "da_z", "gru_W_nh_paired_with_h_prev": "dW_nh",
+    "fd_one_sided": "central-difference identity on sum(x^3) with eps=1e-3",
+    "fd_x_not_restored": "x unchanged after the call",
+}
 
 
-def test_catalogue_has_at_least_12_bugs_over_every_cell_exercise():
-    assert len(BUGS) >= 12
-    assert {b.exercise for b in BUGS.values()} >= {"lstm", "peephole", "wmc", "gru",
-                                                   "finite_difference"}
-    for bug in BUGS.values():
-        assert bug.where and bug.edits and bug.description
-        assert bug.source() != exercises.solution_source(EXERCISES[bug.exercise])
+def test_the_expected_variables_are_the_catalogues():
+    assert MUST_NAME == {name: bug.variable for name, bug in BUGS.items()}
 
 
 @pytest.mark.parametrize("bug_name", list(BUGS))
-def test_every_planted_bug_is_flagged_where_it_shows(bug_name):
+def test_every_planted_bug_is_located_in_the_students_variable(bug_name, tmp_path):
     bug = BUGS[bug_name]
-    grade = exercises.grade(bug.exercise, bug.function())
-    assert not grade.passed, f"{bug_name} passed the autograder"
-    assert grade.score < 100.0
-    named = grade.names()  # worst parameter, gate block, state row / test, and error locations
-    assert named & set(bug.where), (
-        f"{bug_name}: expected the report to point at one of {bug.where}, it points at "
-        f"{grade.location()}\n{grade}")
-    # and what the grade points at is a failing row (or a shape error naming it)
-    failed = set(grade.failed_rows()) | set(grade.location()["errors"])
-    assert named & set(bug.where) <= failed
+    assert bug.variable == MUST_NAME[bug_name]
+    grade = exercises.grade(bug.exercise, _write(tmp_path, f"{bug.exercise}.py", bug.source()))
+    assert grade.status == "graded" and not grade.passed
+    if bug.exercise == "finite_difference":
+        assert bug.variable in grade.wrong, grade.wrong
+    else:
+        assert grade.wrong == [bug.variable], f"{bug_name}: {grade.wrong}\n{grade}"
+        assert set(bug.where) <= set(grade.failed_tensors())
+        assert f"Your {bug.variable} is wrong" in str(grade)
+    assert grade.score < grade.max_score
 
 
-def test_location_rows_are_specific():
-    # A bug in one gate's derivative: that gate's block is the worst gate block, and the worst
-    # parameter belongs to it.
-    grade = exercises.grade("lstm", BUGS["lstm_sigmoid_candidate"].function())
-    loc = grade.location()
-    assert loc["gate"] == "gate g"
-    assert loc["param"] in ("W_gx", "W_gh", "b_g")
-    # A bug confined to W_oc fails W_oc and its gate block, and nothing else.
-    grade = exercises.grade("wmc", BUGS["wmc_o_gate_reads_c_prev"].function())
-    assert set(grade.failed_rows()) == {"W_oc", "gate c-connections"}
-    # A missing dc_{t-1} factor: dx is right at the last step and wrong before it.
-    grade = exercises.grade("lstm", BUGS["lstm_dc_prev_without_f"].function())
-    assert grade.location()["bad_steps"] == [0, 1, 2, 3]
-    assert "last step is right" in str(grade)
+def test_bugs_live_only_in_code_the_student_writes():
+    for bug in BUGS.values():
+        solution = exercises.solution_source(EXERCISES[bug.exercise])
+        given = solution.split(BEGIN)[0]
+        for old, _ in bug.edits:
+            assert old not in given, f"{bug.name} edits given code"
+    bad = exercises.PlantedBug("x", "lstm", "d", "dx", ("dx",),
+                               (("h_prev, c_prev = state", "h_prev, c_prev = state"),))
+    with pytest.raises(ValueError, match="gives the student"):
+        bad.source()
 
 
-def test_shape_errors_name_the_parameter():
-    grade = exercises.grade("lstm", BUGS["lstm_db_not_summed"].function())
-    assert grade.location()["errors"][0] == "b_i"
-    assert "missing sum over the batch" in str(grade)
+def test_pattern_hints_appear_only_when_they_fit(tmp_path):
+    hints = {}
+    for name in ("lstm_input_gate_sign", "lstm_transposed_W_h", "lstm_W_h_paired_with_h_t",
+                 "lstm_forget_paired_with_c_t", "lstm_dc_prev_without_f"):
+        bug = BUGS[name]
+        text = str(exercises.grade("lstm", _write(tmp_path, f"{name}.py", bug.source())))
+        hints[name] = [ln for ln in text.splitlines() if "Pattern:" in ln]
+    assert "wrong sign" in hints["lstm_input_gate_sign"][0]
+    assert "transpose" in hints["lstm_transposed_W_h"][0]
+    assert "h_t where h_{t-1}" in hints["lstm_W_h_paired_with_h_t"][0]
+    assert "c_t where c_{t-1}" in hints["lstm_forget_paired_with_c_t"][0]
+    assert hints["lstm_dc_prev_without_f"] == []  # no pattern fits a missing factor f
 
 
-def test_student_exception_is_reported_not_raised():
-    def broken(params, dstate, cache):
-        return params["no such"]
-
-    grade = exercises.grade("lstm", broken)
-    assert grade.score == 0.0 and "KeyError" in str(grade)
-
-
-def test_bug_edits_fail_loudly_when_the_reference_changes():
-    bug = exercises.PlantedBug("x", "lstm", "d", ("W_ix",), (("text that is not there", "y"),))
-    with pytest.raises(ValueError, match="exactly once"):
-        bug.source()
+def test_nan_gradient_is_reported_as_nan(tmp_path):
+    text = exercises.solution_source(EXERCISES["lstm"]).replace(
+        'da_g = dc * k["i"] * dtanh(k["g"])',
+        'da_g = dc * k["i"] * dtanh(k["g"]) / (k["g"] - k["g"])')
+    grade = exercises.grade("lstm", _write(tmp_path, "lstm.py", text))
+    assert grade.wrong == ["da_g"]
+    assert "is NaN at" in str(grade)
 
 
-def test_finite_difference_grader_catches_scaling_mistakes():
-    def half(f, x, eps=1e-5):
-        return 0.5 * _solution_function("finite_difference")(f, x, eps)
+def test_score_is_a_rubric_not_a_share_of_rows(tmp_path):
+    # a carry bug and a one-tensor slip each cost their own part, not the spread of the error
+    carry = exercises.grade("lstm", _write(tmp_path, "a.py", BUGS["lstm_dc_without_dh_term"]
+                                           .source()))
+    slip = exercises.grade("wmc", _write(tmp_path, "b.py", BUGS["wmc_o_gate_reads_c_prev"]
+                                         .source()))
+    assert carry.score == 85 and slip.score == 90
+    rubric = {"dc": 40}
+    heavy = exercises.grade("lstm", _write(tmp_path, "c.py", BUGS["lstm_dc_without_dh_term"]
+                                           .source()), rubric=rubric)
+    assert heavy.max_score == 125 and heavy.score == 85
+    with pytest.raises(ValueError, match="unknown parts"):
+        exercises.grade("lstm", tmp_path / "c.py", rubric={"nope": 1})
 
-    grade = exercises.grade("finite_difference", half)
-    assert not grade.passed
-    assert "half the gradient" in str(grade)
-    # the reference's gradient of sum(x^3) at eps=1e-3 is 3x^2 + eps^2 to round-off
-    x = np.array([0.7, 1.3])
-    g = _solution_function("finite_difference")(lambda v: float(np.sum(v ** 3)), x, 1e-3)
-    np.testing.assert_allclose(g, 3 * x ** 2 + 1e-6, rtol=1e-9)
+
+def test_location_of_two_bugs_is_both_variables(tmp_path):
+    text = BUGS["lstm_input_gate_sign"].source().replace('dc_prev = dc * k["f"]',
+                                                         'dc_prev = dc')
+    grade = exercises.grade("lstm", _write(tmp_path, "lstm.py", text))
+    assert sorted(grade.wrong) == ["da_i", "dc_prev"]
+    assert grade.score == 80
 
 
-def test_cli_new_check_plant_and_json(tmp_path, capsys):
+LOOP_SOLUTION = '''
+def step_backward(params, dstate, cache):
+    p, k = params, cache
+    B = k["x"].shape[0]
+    grads = {name: numpy.zeros_like(value) for name, value in p.items()}
+    dx = numpy.zeros_like(k["x"])
+    dh_prev = numpy.zeros_like(k["h_prev"])
+    dc_prev = numpy.zeros_like(k["c_prev"])
+    for b in range(B):  # one sample at a time
+        dh, dc = dstate["h"][b], dstate["c"][b]
+        o, i, f, g, tc = (k[n][b] for n in ("o", "i", "f", "g", "tanh_c"))
+        da = {"o": dh * tc * o * (1 - o)}
+        dcb = dc + dh * o * (1 - tc ** 2)
+        da["i"] = dcb * g * i * (1 - i)
+        da["f"] = dcb * k["c_prev"][b] * f * (1 - f)
+        da["g"] = dcb * i * (1 - g ** 2)
+        dc_prev[b] = dcb * f
+        for gate, d in da.items():
+            grads[f"W_{gate}x"] += numpy.outer(d, k["x"][b])
+            grads[f"W_{gate}h"] += numpy.outer(d, k["h_prev"][b])
+            grads[f"b_{gate}"] += d
+            dx[b] += d @ p[f"W_{gate}x"]
+            dh_prev[b] += d @ p[f"W_{gate}h"]
+    return grads, dx, {"h": dh_prev, "c": dc_prev}
+'''
+
+
+def _with_function(source_text, function_text):
+    head = source_text.split("# ---- your task")[0]
+    return head + "# ---- your task\n" + function_text
+
+
+def test_correct_solution_with_loops_over_the_batch_passes(tmp_path):
+    text = _with_function(exercises.student_source(EXERCISES["lstm"]), LOOP_SOLUTION)
+    grade = exercises.grade("lstm", _write(tmp_path, "lstm.py", text))
+    assert grade.passed, str(grade)
+
+
+def test_correct_solution_that_edits_its_inputs_passes_with_a_note(tmp_path):
+    text = exercises.solution_source(EXERCISES["lstm"]).replace(
+        'dc = dstate["c"] + dh * k["o"] * dtanh(k["tanh_c"])',
+        'dc = dstate["c"]\n    dc += dh * k["o"] * dtanh(k["tanh_c"])\n    k["c"] *= 1.0')
+    grade = exercises.grade("lstm", _write(tmp_path, "lstm.py", text))
+    assert grade.passed and grade.score == 100, str(grade)
+    assert "modifies its arguments in place" in grade.notes[0]
+    assert len(grade.notes) == 1
+    assert "dstate['c']" in grade.notes[0]
+
+
+def test_new_refuses_to_overwrite_and_plant_refuses_too(tmp_path, capsys):
+    assert main(["exercises", "new", "lstm", str(tmp_path)]) == 0
+    work = tmp_path / "lstm.py"
+    work.write_text(work.read_text() + "\n# my work\n")
+    assert main(["exercises", "new", "lstm", str(tmp_path)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert "# my work" in work.read_text()
+    assert main(["exercises", "new", "lstm", str(tmp_path), "--force"]) == 0
+    assert "# my work" not in work.read_text()
+    assert main(["exercises", "plant", "lstm_input_gate_sign", str(tmp_path)]) == 2
+
+
+def test_cli_new_variant_check_formats_and_exit_codes(tmp_path, capsys):
     assert main(["exercises", "list"]) == 0
     out = capsys.readouterr().out
     for name in EXERCISES:
         assert re.search(rf"^{name}\s", out, re.M)
-    assert main(["exercises", "new", "peephole", str(tmp_path / "student")]) == 0
-    assert main(["exercises", "check", str(tmp_path / "student" / "peephole.py")]) == 1
+    assert main(["exercises", "new", "wmc", str(tmp_path / "s"), "--variant", "7",
+                 "--solution"]) == 0
+    path = tmp_path / "s" / "wmc.py"
+    assert "NPCELL_VARIANT = 7" in path.read_text()
     capsys.readouterr()
-    assert main(["exercises", "new", "gru", str(tmp_path / "sol"), "--solution"]) == 0
+    assert main(["exercises", "check", str(path)]) == 0  # the variant comes from the file
+    assert "variant 7" in capsys.readouterr().out
+    assert main(["exercises", "check", str(path), "--variant", "8"]) in (0, 1)
     capsys.readouterr()
-    assert main(["exercises", "check", str(tmp_path / "sol" / "gru.py"), "--json"]) == 0
+    assert main(["exercises", "check", str(path), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["passed"] is True and data["score"] == 100.0 and data["exercise"] == "gru"
-    assert main(["exercises", "plant", "wmc_missing_tanh_prime", str(tmp_path / "bug")]) == 0
-    capsys.readouterr()
-    assert main(["exercises", "check", str(tmp_path / "bug" / "wmc.py"), "--json"]) == 1
-    data = json.loads(capsys.readouterr().out)
-    assert data["passed"] is False
-    assert data["failed_rows"] and {"W_ic", "b_ic", "gate c-connections"} & set(
-        [data["location"]["param"], data["location"]["gate"]])
-    assert main(["exercises", "bugs"]) == 0
-    assert "lstm_sigmoid_candidate" in capsys.readouterr().out
-    assert main(["exercises", "new", "nope", str(tmp_path)]) == 2
+    assert data["passed"] and data["score"] == data["max_score"] == 100
+    assert data["variant"]["seed"] == 7 and data["status"] == "graded"
+    assert main(["exercises", "new", "gru", str(tmp_path), "--variant", "3"]) == 2
+    assert main(["exercises", "check", str(tmp_path / "nope.py")]) == 2
+    assert main(["exercises", "check", str(path), "--rubric", '{"zz": 1}']) == 2
+
+
+def test_grading_a_function_object_uses_its_source_in_the_sandbox(tmp_path):
+    # what a notebook does: the function is defined in the kernel, graded from its source
+    path = exercises.write_exercise(EXERCISES["gru"], tmp_path, solution=True)
+    spec = importlib.util.spec_from_file_location("gru_solution_for_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # our own solution file: trusted
+    grade = exercises.grade("gru", module.gru_step_backward)
+    assert grade.passed, str(grade)
+
+
+def test_nbgrader_notebook_has_solution_and_hidden_test_cells(tmp_path):
+    path = exercises.package.write_notebook(EXERCISES["wmc"], tmp_path, variant=3)
+    nb = json.loads(path.read_text())
+    meta = [c["metadata"]["nbgrader"] for c in nb["cells"]]
+    assert sum(m["solution"] for m in meta) == 1
+    tests = [c for c, m in zip(nb["cells"], meta) if m["grade"]]
+    assert sum(m.get("points", 0) for m in meta) == 100
+    assert all("### BEGIN HIDDEN TESTS" in c["source"] for c in tests)
+    assert len({m["grade_id"] for m in meta}) == len(meta)
+    with pytest.raises(FileExistsError):
+        exercises.package.write_notebook(EXERCISES["wmc"], tmp_path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["lstm", "peephole", "wmc"]), st.integers(0, 10_000))
+def test_every_variable_of_every_variant_is_told_apart_by_its_footprint(name, seed):
+    # what makes location possible: each variable feeds its own set of returned tensors, so
+    # the set of wrong tensors names it
+    variant = variants.draw(name, seed)
+    fp = variants.footprints(variant)
+    outputs = set(variant.param_shapes(2, 3)) | {"dx", "dh_prev", "dc_prev"}
+    assert all(f and f <= outputs for f in fp.values())
+    assert len({frozenset(f) for f in fp.values()}) == len(fp)
+    for variable, footprint in fp.items():
+        assert grader.locate(set(footprint), fp) == [variable]
+    assert grader.locate(set(), fp) == []
+    parts = exercises.default_rubric(EXERCISES[name], variant)
+    assert sum(p.points for p in parts) == 100
+    for variable in fp:  # every variable belongs to exactly one rubric part
+        assert sum(grader._owns(p, variable, parts) for p in parts) == 1, variable
+
+
+def test_extra_gradients_are_ignored_with_a_note(tmp_path):
+    text = exercises.solution_source(EXERCISES["lstm"]).replace(
+        '    return grads, dx, {"h": dh_prev, "c": dc_prev}',
+        '    grads["W_fc"] = 0.0 * k["c"]\n    return grads, dx, {"h": dh_prev, "c": dc_prev}')
+    grade = exercises.grade("lstm", _write(tmp_path, "lstm.py", text))
+    assert grade.passed and "unexpected keys ['W_fc']" in grade.notes[0]
+
+
+def _seed(name, **want):
+    return next(s for s in range(500) if all(getattr(variants.draw(name, s), k) == v
+                                             for k, v in want.items()))
+
+
+@pytest.mark.parametrize("name, want, old, new, variable", [
+    # the paper's da_i in a coupled cell: misses the -c_{t-1} of f = 1 - i
+    ("lstm", {"coupled": True}, 'da_i = dc * (k["g"] - k["c_prev"]) * dsigmoid(k["i"])',
+     'da_i = dc * k["g"] * dsigmoid(k["i"])', "da_i"),
+    # tanh' for LeCun's scaled tanh candidate
+    ("lstm", {"candidate": "lecun_tanh"},
+     'da_g = dc * k["i"] * (2.0 / 3.0) * (1.7159 - k["g"] ** 2 / 1.7159)',
+     'da_g = dc * k["i"] * dtanh(k["g"])', "da_g"),
+    # a WMC cell bias gradient not summed over the batch (B = 1 hides it as a shape: not here)
+    ("wmc", {"cell_bias": True, "reads": ("i", "f", "o")}, 'grads["b_ic"] = dz_i.sum(axis=0)',
+     'grads["b_ic"] = dz_i.mean(axis=0)', "db_ic"),
+])
+def test_mistakes_in_drawn_variants_are_located(name, want, old, new, variable, tmp_path):
+    seed = _seed(name, **want)
+    variant = variants.draw(name, seed)
+    text = exercises.solution_source(EXERCISES[name], variant)
+    assert text.count(old) == 1
+    path = _write(tmp_path, f"{name}.py", text.replace(old, new))
+    grade = exercises.grade(name, path)  # the variant comes from the file's NPCELL_VARIANT
+    assert grade.variant["seed"] == seed
+    assert grade.wrong == [variable], str(grade)
+
+
+NPCELL_FORWARD = {"lstm": lstm.lstm_step_forward, "peephole": peephole.peephole_step_forward,
+                  "wmc": wmc.wmc_step_forward}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(variants.CELL_EXERCISES), st.integers(0, 2**32 - 1))
+def test_no_drawn_variant_is_a_cell_npcell_implements(name, seed):
+    # if npcell's reference forward computed the same step on the variant's parameters, its
+    # reference backward would be the answer: a drawn variant must differ from it
+    v = variants.draw(name, seed)
+    rng = np.random.default_rng(0)
+    params = variants.init_params(v, 3, 4, rng)
+    x = rng.standard_normal((2, 3))
+    state = {"h": rng.standard_normal((2, 4)), "c": rng.standard_normal((2, 4))}
+    ns = {"numpy": np}
+    exec(variants.helpers_source(v) + variants.forward_source(v), ns)  # noqa: S102 - ours
+    theirs, _ = ns["step_forward"](params, x, state)
+    try:
+        ours, _ = NPCELL_FORWARD[name](params, x, state)
+    except (KeyError, ValueError):
+        return  # npcell's cell does not even take these parameters
+    assert not np.allclose(ours["h"], theirs["h"]), v

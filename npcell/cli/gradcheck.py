@@ -18,6 +18,8 @@ def add_cli_arguments(parser):
     parser.add_argument("--samples", type=int, default=None,
                         help="with --full: this many seeded entries per tensor")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--method", default="central", choices=["central", "complex"],
+                        help="central differences, or the complex step (float64, exact)")
     parser.add_argument("--T", type=int, default=5, help="sequence length")
     parser.add_argument("--batch", type=int, default=3)
     parser.add_argument("--input-size", type=int, default=3)
@@ -37,7 +39,7 @@ def cli_main(args) -> int:
         x = cell.xp.asarray(rng.standard_normal((args.T, args.batch, args.input_size)),
                             dtype=cell.dtype)
         reports.append(gradcheck(cell, x, mode="full" if args.full else "fast",
-                                 samples=args.samples, seed=args.seed))
+                                 samples=args.samples, seed=args.seed, method=args.method))
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=1))
     else:

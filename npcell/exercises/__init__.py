@@ -1,41 +1,59 @@
-"""Gradient exercises and their autograder (``npcell exercises list | new | check | bugs | plant``).
+"""Gradient exercises and their sandboxed grader (``npcell exercises ...``).
 
-    npcell exercises list                     # what there is
-    npcell exercises new wmc work/            # work/wmc.py: the backward to write
-    npcell exercises check work/wmc.py        # gradcheck-based grade; --json for course platforms
-    npcell exercises bugs                     # the planted-bug catalogue
-    npcell exercises plant lstm_no_dc_carry work/   # a file with a bug to find
+    npcell exercises list                        # what there is
+    npcell exercises new wmc work/ --variant 17  # one student's cell: work/wmc.py
+    npcell exercises check work/wmc.py           # rubric score, feedback in the student's variables
+    npcell exercises check work/wmc.py --format gradescope --out results.json
+    npcell exercises package wmc dist/ --platform gradescope   # an autograder zip
+    npcell exercises notebook lstm course/source/ps1           # an nbgrader notebook
+    npcell exercises bugs                        # the planted-bug catalogue
+    npcell exercises plant lstm_dc_prev_without_f work/        # a file with one bug to find
 
 From Python::
 
     from npcell import exercises
     grade = exercises.grade("lstm", "work/lstm.py")
-    print(grade)              # feedback per parameter, gate block and time step
-    grade.score, grade.passed, grade.location()
+    print(grade)              # rubric, the wrong variable, pattern hints
+    grade.score, grade.max_score, grade.wrong
 
-Solutions are the reference code npcell runs (between ``### BEGIN SOLUTION`` markers), so they
-are hidden only in the notebook sense; grading needs no secret, only finite differences.
+The student's file only ever runs in a child process (:mod:`npcell.exercises.sandbox`); the
+grading process computes every number from its own forward and complex-step derivatives.
 """
 
 from __future__ import annotations
 
-from .autograder import SHAPES, Check, Grade, StudentOutputError, grade
+from . import finite_difference, notebook, package, sandbox, students, variants
 from .catalogue import BUGS, EXERCISES, Exercise, PlantedBug
-from .generator import load_file, solution_source, strip_solutions, student_source, write_exercise
+from .formats import FORMATS, render
+from .generator import read_header, solution_source, strip_solutions, student_source, write_exercise
+from .grader import CASES, Grade, Part, apply_rubric, default_rubric, grade
+from .variants import Variant, base, draw
 
 __all__ = [
     "BUGS",
+    "CASES",
     "EXERCISES",
-    "SHAPES",
-    "Check",
+    "FORMATS",
     "Exercise",
     "Grade",
+    "Part",
     "PlantedBug",
-    "StudentOutputError",
+    "Variant",
+    "apply_rubric",
+    "base",
+    "default_rubric",
+    "draw",
+    "finite_difference",
     "grade",
-    "load_file",
+    "notebook",
+    "package",
+    "read_header",
+    "render",
+    "sandbox",
     "solution_source",
     "strip_solutions",
+    "students",
     "student_source",
+    "variants",
     "write_exercise",
 ]

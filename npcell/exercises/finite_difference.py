@@ -1,8 +1,9 @@
 """Exercise ``finite_difference``: write the numerical gradient every gradient check rests on.
 
-The student writes :func:`numerical_gradient`; :func:`grade_numerical_gradient` runs it on
+The student writes :func:`numerical_gradient`; the grader runs it on
 functions whose gradient is known in closed form (and on an LSTM loss whose gradient comes from
-npcell's gradient-checked backward) and reports one row per test.
+npcell's gradient-checked backward); the student's code runs in the sandbox and
+:func:`rows_from_results` reports one row per test.
 
 Why central differences: for a smooth f,
 
@@ -16,9 +17,15 @@ the one-sided one only to about 1e-5. The cubic test uses the exact identity
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import numpy
 
+from ..cells import make_cell
 from ..gradcheck import GradcheckRow, relative_error
+from ..sequence import backward, forward
+from . import fd_functions, variants
 
 
 def numerical_gradient(f, x, eps=1e-5):
@@ -56,77 +63,106 @@ TOL = 1e-7  # central differences reach ~1e-10 here; one-sided ones ~1e-5
 FLOOR = 1e-6  # denominator floor of the relative error (gradients near zero)
 
 
-def known_gradient_cases(seed=0):
-    """Test cases ``(name, f, x, analytic_gradient, eps)``; each f has a closed-form gradient."""
+@dataclass(frozen=True)
+class FDCase:
+    """One test of a student's ``numerical_gradient``: f is ``fd_functions.make(kind, arrays)``
+    (built the same way in the sandboxed child), x the point, ``analytic`` the closed-form
+    gradient there."""
+
+    name: str
+    kind: str
+    arrays: dict
+    x: numpy.ndarray
+    analytic: numpy.ndarray
+    eps: float
+
+    def function(self):
+        """f, as the child builds it (the LSTM loss runs :func:`lstm_step_source`'s forward)."""
+        return fd_functions.make(self.kind, self.arrays, _lstm_step())
+
+
+def lstm_step_source() -> str:
+    """The paper LSTM's step forward as the ``lstm`` exercise gives it (NumPy only): the
+    child execs this for the LSTM test; npcell's reference forward agrees number for number."""
+    paper = variants.base("lstm")
+    return variants.helpers_source(paper) + "\n\n" + variants.forward_source(paper)
+
+
+@functools.cache
+def _lstm_step():
+    ns = {"numpy": numpy}
+    exec(compile(lstm_step_source(), "<npcell lstm step>", "exec"), ns)  # noqa: S102 - ours
+    return ns["step_forward"]
+
+
+def known_gradient_cases(seed=0) -> list[FDCase]:
+    """The tests: functions with a closed-form gradient, and an LSTM loss whose gradient comes
+    from npcell's gradient-checked backward."""
     rng = numpy.random.default_rng(seed)
-    cases = []  # each f binds its own arrays (default arguments), not the loop's last ones
+    cases = []
 
     # A quadratic form: f = 1/2 x^T A x + b^T x, grad = A x + b (A symmetric). 1-D x.
     A = rng.standard_normal((5, 5))
     A = A + A.T
     b = rng.standard_normal(5)
     x = rng.standard_normal(5)
-    cases.append(("quadratic 1/2 x^T A x + b^T x (1-D)",
-                  lambda v, A=A, b=b: float(0.5 * v @ A @ v + b @ v), x, A @ x + b, 1e-5))
+    cases.append(FDCase("quadratic 1/2 x^T A x + b^T x (1-D)", "quadratic", {"A": A, "b": b}, x,
+                        A @ x + b, 1e-5))
 
     # Elementwise: f = sum(sin(x) x^2), grad = cos(x) x^2 + 2 x sin(x). 2-D x.
     x = rng.standard_normal((3, 4))
-    cases.append(("sum(sin(x) * x^2) (2-D)", lambda v: float(numpy.sum(numpy.sin(v) * v ** 2)), x,
-                  numpy.cos(x) * x ** 2 + 2 * x * numpy.sin(x), 1e-5))
+    cases.append(FDCase("sum(sin(x) * x^2) (2-D)", "sin_x2", {}, x,
+                        numpy.cos(x) * x ** 2 + 2 * x * numpy.sin(x), 1e-5))
 
     # A tanh layer, gradient with respect to its weights: f = sum(R * tanh(W v)).
     v = rng.standard_normal(3)
     R = rng.standard_normal(4)
     W = rng.standard_normal((4, 3))
     t = numpy.tanh(W @ v)
-    cases.append(("tanh layer, d/dW of sum(R * tanh(W v))",
-                  lambda w, R=R, v=v: float(R @ numpy.tanh(w @ v)), W,
-                  numpy.outer(R * (1 - t ** 2), v), 1e-5))
+    cases.append(FDCase("tanh layer, d/dW of sum(R * tanh(W v))", "tanh_layer",
+                        {"R": R, "v": v}, W, numpy.outer(R * (1 - t ** 2), v), 1e-5))
 
     # The cubic identity: the central difference of x^3 is exactly 3 x^2 + eps^2.
     x = rng.uniform(0.5, 2.0, size=4)
     eps = 1e-3
-    cases.append(("central-difference identity on sum(x^3) with eps=1e-3",
-                  lambda v: float(numpy.sum(v ** 3)), x, 3 * x ** 2 + eps ** 2, eps))
+    cases.append(FDCase("central-difference identity on sum(x^3) with eps=1e-3", "cubic", {}, x,
+                        3 * x ** 2 + eps ** 2, eps))
 
     # An LSTM: L = sum(R * h), gradient with respect to the input sequence x (T, B, X).
-    from .. import backward, forward, make_cell
-
     cell = make_cell("lstm", 2, 3, seed=seed)
     x = rng.standard_normal((3, 2, 2))
     R = rng.standard_normal((3, 2, 3))
-    _, _, cache = forward(cell, x)
+    _, _, cache = forward(cell, x, fused=False)
     _, dx, _ = backward(cell, R, cache)
-    cases.append(("LSTM loss sum(R * h), d/dx (3-D, T x B x X)",
-                  lambda v, R=R: float(numpy.sum(R * forward(cell, v)[0])), x, dx, 1e-5))
+    cases.append(FDCase("LSTM loss sum(R * h), d/dx (3-D, T x B x X)", "lstm",
+                        {**cell.params, "R": R}, x, dx, 1e-5))
     return cases
 
 
-def grade_numerical_gradient(numerical_gradient_fn, seed=0):
-    """Run a student's ``numerical_gradient`` on every known case.
+def rows_from_results(results):
+    """Grade what a student's ``numerical_gradient`` returned on :func:`known_gradient_cases`.
 
-    Returns a list of :class:`npcell.gradcheck.GradcheckRow` (group ``'fd'``), one per case plus
-    one that checks ``x`` is left unchanged.
+    ``results``: one ``(name, analytic, eps, numeric or None, error or None, x_changed)`` per
+    case (the sandbox ran the student's code; this only compares). Returns a list of
+    :class:`npcell.gradcheck.GradcheckRow` (group ``'fd'``), one per case plus one that checks
+    ``x`` was left unchanged.
     """
-    rows = []
-    mutated = []
-    for name, f, x, analytic, eps in known_gradient_cases(seed):
-        before = x.copy()
-        try:
-            numeric = numerical_gradient_fn(f, x, eps)
-        except NotImplementedError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the student's code may raise anything
-            rows.append(GradcheckRow(name, "fd", numpy.inf, numpy.inf, numpy.nan, numpy.nan, 0,
-                                     TOL, hint=f"raised {type(err).__name__}: {err}"))
-            continue
-        if not numpy.array_equal(x, before):
+    rows, mutated = [], []
+    for name, analytic, eps, numeric, error, x_changed in results:
+        if x_changed:
             mutated.append(name)
-        numeric = numpy.asarray(numeric, dtype=numpy.float64) if numeric is not None else None
+        if error is not None:
+            rows.append(GradcheckRow(name, "fd", numpy.inf, numpy.inf, numpy.nan, numpy.nan, 0,
+                                     TOL, hint=error))
+            continue
         if numeric is None or numeric.shape != analytic.shape:
             got = None if numeric is None else numeric.shape
             rows.append(GradcheckRow(name, "fd", numpy.inf, numpy.inf, numpy.nan, numpy.nan, 0,
                                      TOL, hint=f"returned shape {got}, expected {analytic.shape}"))
+            continue
+        if not numpy.all(numpy.isfinite(numeric)):
+            rows.append(GradcheckRow(name, "fd", numpy.inf, numpy.inf, numpy.nan, numpy.nan, 0,
+                                     TOL, hint="returned NaN or Inf"))
             continue
         rel = relative_error(numpy.asarray(analytic, dtype=numpy.float64), numeric, FLOOR)
         worst = numpy.unravel_index(int(numpy.argmax(rel)), rel.shape)

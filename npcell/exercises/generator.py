@@ -2,20 +2,20 @@
 (every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` block replaced by a to-do and a
 ``raise NotImplementedError``), as nbgrader does for notebooks.
 
-The reference functions are read with :func:`inspect.getsource`, so the exercises always match
-the code npcell runs; the forward and the small helpers the function calls are copied in front of
-it, so a student file is self-contained (it imports only npcell's activations and backend).
+LSTM-family files are written by :mod:`npcell.exercises.variants` for one variant; the GRU and
+finite-difference files are npcell's reference functions read with :func:`inspect.getsource`.
+Every file is self-contained: it imports only NumPy (the activations it needs are given in it).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import inspect
-import itertools
 import re
-import sys
 import textwrap
 from pathlib import Path
+
+from . import variants
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -24,35 +24,86 @@ _TARGET = r"[A-Za-z_][\w\[\]\"'.]*"
 _ASSIGNED = re.compile(rf"^\s*({_TARGET}(?:\s*,\s*{_TARGET})*)\s*[+\-*]?=(?!=)")
 
 
-def _file_header(exercise, student: bool) -> str:
+DOCS = "docs/exercises.md in the npcell documentation"
+
+# What a GRU file is given besides its forward: plain NumPy versions of npcell's activations
+_GIVEN_OPS = '''def array_module(a):
+    """The array module of ``a``: NumPy here (npcell's own version also knows CuPy)."""
+    return numpy
+
+
+def sigmoid(a):
+    """Logistic sigmoid 1 / (1 + exp(-a)), written through tanh so it never overflows."""
+    return 0.5 * (1.0 + numpy.tanh(0.5 * a))
+
+
+def dsigmoid(s):
+    """d sigmoid / d a from the output s = sigmoid(a)."""
+    return s * (1.0 - s)
+
+
+def dtanh(t):
+    """d tanh / d a from the output t = tanh(a)."""
+    return 1.0 - t * t
+'''
+
+
+_GIVEN_NOTE = ("The code above your function is given: keep its names (the grader calls your "
+               "function\nwith the cache of its own copy of that forward). Write only inside the "
+               "marked blocks.\n")
+
+
+def _file_header(exercise, variant, student: bool) -> str:
     kind = "student" if student else "solution"
-    task = textwrap.indent(exercise.task.strip(), "    ")
+    task = textwrap.indent(textwrap.fill(exercise.task.replace("\n", " "), 84), "    ")
+    which = ""
+    if variant is not None:
+        seed = "the paper's cell" if variant.seed is None else f"variant {variant.seed}"
+        which = f"This file's cell ({seed}):\n\n" + textwrap.indent(
+            textwrap.fill(variant.describe(), 84), "    ") + "\n\n"
+    note = (_GIVEN_NOTE if exercise.context or variant is not None else
+            "Write only inside the marked block; keep the function's name and signature.\n")
     return (
-        f'"""npcell exercise {exercise.name!r} ({kind} file): {exercise.title}.\n\n'
-        f"Write ``{exercise.function}`` below, then grade it:\n\n"
-        f"    npcell exercises check {exercise.name}.py\n\n"
-        f"What to do:\n\n{task}\n\n"
-        "The functions above it are given. The autograder runs npcell's own forward and plugs\n"
-        "your function into the stepwise BPTT driver, so keep the cache names and the return\n"
-        "format: (grads_t keyed like params, dx_t, dstate_prev).\n"
+        f'"""npcell exercise {exercise.name!r} ({kind} file).\n\n{exercise.title}.\n\n'
+        f"{which}What to do:\n\n{task}\n\n"
+        f"Grade it with:  npcell exercises check {exercise.name}.py\n\n{note}"
+        f"How the grader works and what its messages mean:\n{DOCS}.\n"
         '"""\n'
     )
 
 
-def solution_source(exercise) -> str:
-    """The complete solution file of ``exercise`` (markers kept), as text."""
-    parts = [_file_header(exercise, student=False), "\n".join(exercise.imports), "",
+def solution_source(exercise, variant=None) -> str:
+    """The complete solution file of ``exercise`` (markers kept), as text. LSTM-family
+    exercises take a :class:`~npcell.exercises.variants.Variant` (default: the paper's cell)."""
+    if exercise.has_variants:
+        variant = variant or variants.base(exercise.name)
+        seed = "None" if variant.seed is None else str(variant.seed)
+        parts = [_file_header(exercise, variant, student=False), "import numpy", "",
+                 f"NPCELL_EXERCISE = {exercise.name!r}",
+                 f"NPCELL_VARIANT = {seed}  # the variant seed this file was written for", "",
+                 "# ---- given (do not edit) " + "-" * 66, "",
+                 variants.helpers_source(variant), "", variants.forward_source(variant),
+                 "", "# ---- your task " + "-" * 76, "", variants.backward_source(variant)]
+        return "\n".join(parts)
+    parts = [_file_header(exercise, None, student=False), "import numpy", "",
              f"NPCELL_EXERCISE = {exercise.name!r}", ""]
     if exercise.context:
-        parts.append("# ---- given (do not edit) " + "-" * 66)
+        parts += ["# ---- given (do not edit) " + "-" * 66, "", _GIVEN_OPS]
         for fn in exercise.context:
             parts += ["", inspect.getsource(fn).rstrip(), ""]
-    parts.append("# ---- your task " + "-" * 76)
-    parts += ["", inspect.getsource(exercise.reference).rstrip(), ""]
+    parts += ["# ---- your task " + "-" * 76, "", inspect.getsource(exercise.reference).rstrip(),
+              ""]
     text = "\n".join(parts) + "\n"
     if BEGIN not in text:
         raise ValueError(f"the reference of exercise {exercise.name!r} has no {BEGIN!r} marker")
     return text
+
+
+def given_source(exercise, variant=None) -> str:
+    """Everything of the exercise's file before the student's function (header, imports, the
+    given code), ending with the ``# ---- your task`` line."""
+    return solution_source(exercise, variant).partition("# ---- your task")[0] + (
+        "# ---- your task\n\n")
 
 
 def strip_solutions(text: str, exercise_name: str = "exercise") -> str:
@@ -96,40 +147,50 @@ def _assigned_names(lines) -> list[str]:
     return names
 
 
-def student_source(exercise) -> str:
+def student_source(exercise, variant=None) -> str:
     """The student file of ``exercise``: the solution file with its solution blocks removed."""
-    text = solution_source(exercise).replace("(solution file)", "(student file)")
+    text = solution_source(exercise, variant).replace("(solution file)", "(student file)", 1)
     return strip_solutions(text, exercise.name)
 
 
-def write_exercise(exercise, directory, *, solution=False) -> Path:
-    """Write ``<directory>/<name>.py`` (student file, or the solution file with ``solution``)."""
+def write_exercise(exercise, directory, *, solution=False, variant=None, force=False) -> Path:
+    """Write ``<directory>/<name>.py`` (student file, or the solution file with ``solution``).
+
+    Refuses to overwrite an existing file (a student's work) unless ``force``.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{exercise.name}.py"
-    path.write_text(solution_source(exercise) if solution else student_source(exercise))
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists (a student's work?); pass --force to overwrite it")
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (solution_source if solution else student_source)(exercise, variant)
+    path.write_text(text)
     return path
 
 
-_counter = itertools.count()
-
-
-def load_source(text: str, module_name: str):
-    """Execute exercise source text as a fresh module (nothing is left in ``sys.modules``)."""
-    name = f"{module_name}_{next(_counter)}"
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and inspect look modules up while executing
+def read_header(path) -> dict:
+    """NPCELL_EXERCISE and NPCELL_VARIANT of a student file, read WITHOUT running it (the file
+    is untrusted): {'exercise': str | None, 'variant': int | None}. A file that does not parse
+    gives what it can (nothing); the grader reports the syntax error."""
+    found = {"exercise": None, "variant": None}
     try:
-        exec(compile(text, f"<{module_name}>", "exec"), module.__dict__)  # noqa: S102
-    finally:
-        sys.modules.pop(name, None)
-    return module
-
-
-def load_file(path):
-    """Import a student's file as a module (a fresh one on every call)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no exercise file at {path}")
-    return load_source(path.read_text(), path.stem)
+        tree = ast.parse(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except (SyntaxError, ValueError):
+        return found
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
+                node.targets[0], ast.Name):
+            key = {"NPCELL_EXERCISE": "exercise", "NPCELL_VARIANT": "variant"}.get(
+                node.targets[0].id)
+            if key is None:
+                continue
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            if key == "exercise" and isinstance(value, str):
+                found[key] = value
+            if key == "variant" and (value is None or (isinstance(value, int)
+                                                       and not isinstance(value, bool))):
+                found[key] = value
+    return found
