@@ -1,4 +1,4 @@
-"""Finite-difference gradient checks with a readable report (DESIGN section 4).
+"""Finite-difference gradient checks with a readable report.
 
 The loss is a random weighted sum of every output, L = sum(R_h * h) + sum_k sum(R_k * state_T[k]),
 with R drawn from a private seeded Generator (the caller's RNG is untouched). The analytic
@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import numpy
 
 from .backend import array_module, to_numpy
-from .errors import ConfigError
+from .errors import ConfigError, check_bool, check_int, check_real
 from .sequence import (
     as_array,
     backward,
@@ -298,20 +298,14 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
 
 
 def _check_settings(*, eps, tol, floor, samples, seed, check_state0):
-    """Refuse wrong types or ranges of gradcheck's settings with a ConfigError naming them."""
+    """Refuse wrong types or ranges of gradcheck's settings (None: the default): ConfigError."""
     for name, value in (("eps", eps), ("tol", tol), ("floor", floor)):
-        if value is None:
-            continue
-        if (isinstance(value, bool) or not isinstance(value, (int, float, numpy.number))
-                or not math.isfinite(value) or value <= 0):
-            raise ConfigError(f"gradcheck {name} must be a positive finite number; got {value!r}")
+        if value is not None:
+            check_real(f"gradcheck {name}", value, above=0)
     for name, value, low in (("samples", samples, 1), ("seed", seed, 0)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < low:
-            raise ConfigError(f"gradcheck {name} must be an int >= {low} or None; got {value!r}")
-    if not isinstance(check_state0, (bool, numpy.bool_)):
-        raise ConfigError(f"gradcheck check_state0 must be True or False; got {check_state0!r}")
+        if value is not None:
+            check_int(f"gradcheck {name}", value, low)
+    check_bool("gradcheck check_state0", check_state0)
 
 
 # ----- the two ways of measuring --------------------------------------------------------------

@@ -143,10 +143,16 @@ def test_flags_and_options(cell, x):
 def test_gradcheck_settings(cell, x):
     with pytest.raises(ConfigError, match="mode must be 'fast' or 'full'; got 'slow'"):
         npcell.gradcheck(cell, x, mode="slow")
-    with pytest.raises(ConfigError, match="eps must be a positive finite number; got -1"):
+    with pytest.raises(ConfigError, match="gradcheck eps must be > 0; got -1"):
         npcell.gradcheck(cell, x, eps=-1)
-    with pytest.raises(ConfigError, match="samples must be an int >= 1"):
+    with pytest.raises(ConfigError, match="gradcheck samples must be a positive int; got 0"):
         npcell.gradcheck(cell, x, mode="full", samples=0)
+    with pytest.raises(ConfigError, match=r"seed must be a non-negative int; got True \(bool\)"):
+        npcell.gradcheck(cell, x, seed=True)
+    with pytest.raises(ConfigError, match="gradcheck tol must be > 0; got 'tiny' \\(str\\)"):
+        npcell.gradcheck(cell, x, tol="tiny")
+    with pytest.raises(ConfigError, match="gradcheck check_state0 must be True or False; got 1"):
+        npcell.gradcheck(cell, x, check_state0=1)
     bad = x.copy()
     bad[2, 1, 0] = np.inf
     with pytest.raises(NonFiniteError, match=r"x contains Inf at t=2 \(batch row 1, feature 0\)"):

@@ -175,7 +175,7 @@ def test_name_mapping_is_a_bijection_with_the_seed_meaning():
 
 
 def test_sigmoid_candidate_can_only_add_to_memory():
-    """The seed's eq. (2) typo (sigma candidate): from ltm_0 = 0 the memory never goes negative."""
+    """The teaching text's eq. (2) typo (sigma candidate): from ltm_0 = 0 memory never goes < 0."""
     x = np.random.default_rng(0).standard_normal((30, 4, 3)) * 3
     broken = npcell.make_cell("teaching", 3, 6, seed=0, candidate_act="sigmoid")
     _, _, cache = npcell.forward(broken, x)

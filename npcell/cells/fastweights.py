@@ -7,13 +7,13 @@ its own, but BPTT carries its adjoint dL/dA backward, dL/dA_{t-1} = lambda * dL/
 
 Shapes: x_t (B, X); h, c (B, H); A (B, N, N) with N = H (fw_rnn, fw_lstm variant A) or 4H
 (fw_lstm variant B); A_0 = 0 by default. W is (out, in). Equation labels (FW1)-(FW3) and
-(FWL1)-(FWL7) are npcell's; the papers' own numbers are not in ``shared/seeds``.
+(FWL1)-(FWL7) are npcell's; the papers' numbering is not used.
 
 Reading convention: the read is r = A v (column vectors; r_b = A_b v_b). Ba writes row vectors,
 v A; the two agree for every A grown from A_0 = 0 (a sum of outer products w w^T is symmetric)
 and differ only for a non-symmetric A_0 supplied by the caller.
 
-Write and query switches (reference/cells.md section 9 item 6):
+Write and query switches (docs/derivations/fastweights.md, "Write and query"):
 
 * ``fw_write='prev_h'``: write the previous output, A_t = lam A_{t-1} + eta h_{t-1} h_{t-1}^T
   (Ba's equation). ``'prelim'``: write the vector computed this step before the fast-weight read
@@ -363,7 +363,7 @@ class FastWeightLSTMCell(Cell):
 
     Parameters, both variants: W_kx (H, X), W_kh (H, H), b_k (H,), and the joint LayerNorm's
     ln_gain_k, ln_bias_k (H,) for k in i, f, g, o; ln_gain_c, ln_bias_c (H,) for the cell LN ->
-    4H(X+H) + 14H. The reference table's 4H(X+H) + 18H for variant A counts PyTorch's two
+    4H(X+H) + 14H. The usual count 4H(X+H) + 18H for variant A counts PyTorch's two
     Linear biases b_ih + b_hh; only their sum enters, so npcell keeps one b_k (it matches the
     TF variant's 4H(X+H) + 4H + 10H).
 

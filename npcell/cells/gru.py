@@ -1,4 +1,4 @@
-"""The GRU (Cho et al. 2014), in Cho's form and in PyTorch's (reference/cells.md section 5).
+"""The GRU (Cho et al. 2014), in Cho's form and in PyTorch's (docs/derivations/gru.md).
 
 The WMC paper uses a GRU as a captioning baseline. Two forms are in use, and they are different
 functions, not two parametrisations of one:

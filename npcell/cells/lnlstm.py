@@ -3,7 +3,7 @@
 Shapes: x_t (B, X); h, c (B, H); W_kx (H, X); W_kh (H, H); b_k, ln_gain_*, ln_bias_* (H,);
 gates k in (i, f, g, o). LN is :func:`npcell.cells.layernorm.layer_norm_forward` (one
 implementation for every cell). Equation labels (TF1)-(TF6) and (BA1)-(BA6) are npcell's: the
-papers' own numbers are not in ``shared/seeds``.
+papers' numbering is not used.
 
 ``ln_style="tf"`` (default): TensorFlow's ``LayerNormBasicLSTMCell``, which a TF-based 2018 paper
 such as Keller et al. most likely used as its LN-LSTM::
@@ -24,7 +24,7 @@ such as Keller et al. most likely used as its LN-LSTM::
 
 Parameters and counts (checked by a test):
 
-* tf: W_kx, W_kh; ln_gain_k, ln_bias_k; ln_gain_c, ln_bias_c -> 4H(X+H) + 10H (reference table).
+* tf: W_kx, W_kh; ln_gain_k, ln_bias_k; ln_gain_c, ln_bias_c -> 4H(X+H) + 10H (as TF's cell).
 * ba2016: W_kx, W_kh, b_k; ln_gain_kh, ln_gain_kx; ln_gain_c, ln_bias_c -> 4H(X+H) + 14H. The
   paper also gives each of the two LayerNorms in (BA1) a shift beta; both would simply add to b,
   so npcell keeps b only (a redundant parameter teaches nothing and splits its gradient).

@@ -1,7 +1,7 @@
 """The LSTM, eq. (1)-(6): the reference step pair.
 
-Equation numbers are those of Landi et al. 2021, "Working Memory Connections for LSTM"
-(``shared/seeds/001_...``). Shapes: x_t (B, X); h, c (B, H); W_*x (H, X); W_*h (H, H); b_* (H,).
+Equation numbers are those of Landi, Baraldi, Cornia & Cucchiara, "Working Memory Connections for
+LSTM", Neural Networks 2021. Shapes: x_t (B, X); h, c (B, H); W_*x (H, X); W_*h (H, H); b_* (H,).
 Its cell-to-gate variants are npcell/cells/peephole.py (eq. 16-21) and npcell/cells/wmc.py
 (eq. 7-15). The fast path over whole sequences is npcell/engine/lstm_family.py; a test holds
 it equal to looping these functions.

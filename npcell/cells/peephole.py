@@ -1,16 +1,16 @@
 """The peephole LSTM, eq. (16)-(21): the reference step pair.
 
-Equation numbers are those of Landi et al. 2021 (``shared/seeds/001_...``). The gates of the
-LSTM (npcell/cells/lstm.py) also read the cell state through W_kc, unsquashed:
+Equation numbers are those of Landi et al. 2021, "Working Memory Connections for LSTM". The
+gates of the LSTM (npcell/cells/lstm.py) also read the cell state through W_kc, unsquashed:
 
     i_t = sigma(W_ix x_t + W_ih h_{t-1} + W_ic c_{t-1} + b_i)       (16)
     f_t = sigma(W_fx x_t + W_fh h_{t-1} + W_fc c_{t-1} + b_f)       (17)
     o_t = sigma(W_ox x_t + W_oh h_{t-1} + W_oc c_t + b_o)           (18)
 
-with g_t, c_t, h_t as in eq. (1), (4), (6). The input and forget gates read c_{t-1}; the output
-gate reads the *new* c_t, so in BPTT its term joins dL/dc_t before dc_t feeds da_i, da_f and
-da_g (reference/cells.md 2.5). Its local gradients are eq. (19)-(21): dL/dW_ic is the
-outer product of dL/d(i-bar) and c_{t-1}, with nothing to bound it when c grows.
+with g_t, c_t, h_t as in eq. (1), (4), (6). The input and forget gates read c_{t-1}; the output gate
+reads the *new* c_t, so in BPTT its term joins dL/dc_t before dc_t feeds da_i, da_f and da_g
+(docs/derivations/connected.md, "Output gate first"). Its local gradients are eq. (19)-(21):
+dL/dW_ic is the outer product of dL/d(i-bar) and c_{t-1}, with nothing to bound it when c grows.
 
 Shapes: x_t (B, X); h, c (B, H); W_kx (H, X); W_kh (H, H); b_k (H,); W_kc (H,) with
 ``diagonal=True`` (the default: w_kc * c elementwise) or (H, H) with ``diagonal=False``;

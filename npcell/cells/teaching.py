@@ -1,6 +1,6 @@
-"""The LSTM in the teaching notation of seed 004: remember, save, focus, long- and working memory.
+"""The LSTM in the teaching notation: remember, save, focus, long- and working memory.
 
-Seed 004 (``shared/seeds/004_*.txt``; the naming matches Edwin Chen's "Exploring LSTMs" blog)
+An introductory LSTM text (its naming matches Edwin Chen's blog post "Exploring LSTMs", 2017)
 tells the LSTM story with words instead of letters. Its equations, with the candidate fixed::
 
     rem_t   = sigma(W_r x_t + U_r wm_{t-1} + b_r)          (1)  what to keep of the old ltm
@@ -10,13 +10,13 @@ tells the LSTM story with words instead of letters. Its equations, with the cand
     focus_t = sigma(W_f x_t + U_f wm_{t-1} + b_f)          (5)  what part of ltm to show
     wm_t    = focus_t * tanh(ltm_t)                        (6)  working memory (the output)
 
-The seed's eq. (2) prints sigma for the candidate, but its own text says "a single-layer neural
+The text's eq. (2) prints sigma for the candidate, but its own text says "a single-layer neural
 network with a tanh activation function", and every LSTM (Gers 2000, PyTorch, TF, cuDNN) uses
 tanh: it is a typo. With a sigmoid candidate save * ltm' >= 0, so the cell can only *add* to its
 memory and never write negative evidence. ``candidate_act="sigmoid"`` keeps that version as a
 "see what breaks" switch for exercises; the default is ``"tanh"``.
 
-The seed writes W_r in R^{p x d} but multiplies W_r . x_t with x_t in R^p; npcell stores every W
+The text writes W_r in R^{p x d} but multiplies W_r . x_t with x_t in R^p; npcell stores every W
 as (out, in) = (d, p) = (H, X) so the products read exactly as written.
 
 Name mapping to the ``lstm`` cell (same maths, see :func:`teaching_to_lstm_params`):
@@ -82,7 +82,7 @@ def _rename(params, mapping, source, target):
 
 
 def teaching_step_forward(params, x_t, state, *, candidate_act="tanh"):
-    """One step in the seed's words. x_t (B, X); state {'h': wm (B, H), 'c': ltm (B, H)}."""
+    """One step in the text's words. x_t (B, X); state {'h': wm (B, H), 'c': ltm (B, H)}."""
     p = params
     wm_prev, ltm_prev = state["h"], state["c"]
     act = ACTIVATIONS[candidate_act][0]
@@ -123,16 +123,16 @@ def teaching_step_backward(params, dstate, cache, *, candidate_act="tanh"):
 
 @register
 class TeachingLSTMCell(Cell):
-    """The LSTM with seed 004's names (remember/save/focus, ltm/wm). See the module docstring.
+    """The LSTM with the teaching names (remember/save/focus, ltm/wm). See the module docstring.
 
-    Option ``candidate_act``: ``"tanh"`` (default, the real LSTM) or ``"sigmoid"`` (the seed's
+    Option ``candidate_act``: ``"tanh"`` (default, the real LSTM) or ``"sigmoid"`` (the text's
     eq. (2) typo, kept as a "see what breaks" switch: the memory can then only grow).
     """
 
     kind = "teaching"
     equations = """
 rem_t   = sigma(W_r x_t + U_r wm_{t-1} + b_r)          (1)   = forget gate f_t
-ltm'_t  = tanh (W_l x_t + U_l wm_{t-1} + b_l)          (2)   = candidate g_t (seed's sigma: typo)
+ltm'_t  = tanh (W_l x_t + U_l wm_{t-1} + b_l)          (2)   = candidate g_t (text's sigma: typo)
 save_t  = sigma(W_s x_t + U_s wm_{t-1} + b_s)          (3)   = input gate i_t
 ltm_t   = rem_t * ltm_{t-1} + save_t * ltm'_t          (4)   = cell c_t      (state key "c")
 focus_t = sigma(W_f x_t + U_f wm_{t-1} + b_f)          (5)   = output gate o_t
@@ -145,13 +145,13 @@ wm_t    = focus_t * tanh(ltm_t)                        (6)   = hidden h_t    (st
         if value not in ("tanh", "sigmoid"):
             raise ConfigError(
                 f"option candidate_act of 'teaching' must be 'tanh' (the LSTM) or 'sigmoid' "
-                f"(the seed's eq. 2 typo, for experiments); got {value!r}"
+                f"(the text's eq. 2 typo, for experiments); got {value!r}"
             )
 
     def param_shapes(self):
         H, X = self.hidden_size, self.input_size
         shapes = {}
-        for letter, _ in TEACHING_GATES.values():  # in the seed's equation order
+        for letter, _ in TEACHING_GATES.values():  # in the text's equation order
             shapes |= {f"W_{letter}": (H, X), f"U_{letter}": (H, H), f"b_{letter}": (H,)}
         return shapes
 

@@ -1,4 +1,4 @@
-"""The Untied LSTM (ULSTM) of Gao & Oates, ECML-PKDD 2018 (reference/cells.md section 3).
+"""The Untied LSTM (ULSTM) of Gao & Oates, ECML-PKDD 2018 (docs/derivations/ulstm.md).
 
 In an LSTM the output gate o_{t-1} has two jobs: it emits h_{t-1} = o_{t-1} * tanh(c_{t-1}),
 and, because the candidate reads h_{t-1}, it also decides which part of the cell flows back into
@@ -34,7 +34,7 @@ b_m                       (H,)      ``um.bias``
 ========================  ========  ===========================================
 
 The biases are doubled exactly as in the code (each gate has an x-side and an h-side bias, the
-candidate b_ux and b_m), so the count is 5H(X+H) + 10H (reference/cells.md section 6). The doubled
+candidate b_ux and b_m), so the count is 5H(X+H) + 10H (a test checks it). The doubled
 biases are redundant (only their sum matters) but keep the count and weight loading faithful.
 
 Options: ``use_o`` (default True). The code's ``use_o=False`` keeps the o rows allocated but never
@@ -42,10 +42,10 @@ reads them; npcell drops W_ox, W_oh, b_ox, b_oh instead, so every parameter has 
 (count 4H(X+H) + 8H). ``forget_bias`` is added to b_fx at init (the code's ``reset()`` puts 1.5
 in both b_fx and b_fh).
 
-BPTT trap (reference 3.3): tanh(c_{t-1}) feeds both h_{t-1} (through o_{t-1}) and m_t (through
-z_t). The reference carries the adjoint ds_{t-1} = dm_t * z_t back one step; a pure step function
-has c_{t-1} in hand, so :func:`ulstm_step_backward` folds that path into dL/dc_{t-1} directly:
-dc_{t-1} += dm_t * z_t * (1 - tanh(c_{t-1})^2). Both give the same numbers.
+BPTT trap (docs/derivations/ulstm.md): tanh(c_{t-1}) feeds both h_{t-1} (through o_{t-1}) and m_t
+(through z_t). The authors' code carries the adjoint ds_{t-1} = dm_t * z_t back one step; a pure
+step function has c_{t-1} in hand, so :func:`ulstm_step_backward` folds that path into dL/dc_{t-1}
+directly: dc_{t-1} += dm_t * z_t * (1 - tanh(c_{t-1})^2). Both give the same numbers.
 
 The fused sequence pair over all T is npcell/engine/ulstm.py; a test holds it equal to the
 step loop.
@@ -110,7 +110,7 @@ def ulstm_step_backward(params, dstate, cache, *, use_o=True):
     da_u = dc * k["i"] * dtanh(k["u"])  # dL/da_u: through i*u of (U7), tanh' of (U6)
     dm = da_u @ p["U_m"]  # dL/dm_t: back through U_m of eq. (U6)
     da_z = dm * k["tanh_c_prev"] * dsigmoid(k["z"])  # dL/da_z: through eq. (U5), sigma' of (U3)
-    ds_prev = dm * k["z"]  # dL/d tanh(c_{t-1}) through m_t: the "ds carry" of reference 3.3
+    ds_prev = dm * k["z"]  # dL/d tanh(c_{t-1}) through m_t: the "ds carry" of the authors' code
     # dL/dc_{t-1}: through f_t (the carousel) and through tanh(c_{t-1}) inside m_t
     dc_prev = dc * k["f"] + ds_prev * dtanh(k["tanh_c_prev"])
 

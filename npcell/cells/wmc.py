@@ -1,17 +1,17 @@
 """The LSTM with Working Memory Connections (WMC), eq. (7)-(15): the reference step pair.
 
-Equation numbers are those of Landi et al. 2021 (``shared/seeds/001_...``). The gates of the
-LSTM (npcell/cells/lstm.py) read the cell state through W_kc, inside a tanh:
+Equation numbers are those of Landi et al. 2021, "Working Memory Connections for LSTM". The
+gates of the LSTM (npcell/cells/lstm.py) read the cell state through W_kc, inside a tanh:
 
     i_t = sigma(W_ix x_t + W_ih h_{t-1} + tanh(W_ic c_{t-1} [+ b_ic]) + b_i)   (7)
     f_t = sigma(W_fx x_t + W_fh h_{t-1} + tanh(W_fc c_{t-1} [+ b_fc]) + b_f)   (8)
     o_t = sigma(W_ox x_t + W_oh h_{t-1} + tanh(W_oc c_t [+ b_oc]) + b_o)       (9)
 
-with g_t, c_t, h_t as in eq. (1), (4), (6). The input and forget gates read c_{t-1}; the output
-gate reads the *new* c_t, so in BPTT its term joins dL/dc_t before dc_t feeds da_i, da_f and
-da_g (reference/cells.md 2.5). Its local gradients are eq. (10)-(15): dL/dW_ic is
-delta-hat i_t (x) c_{t-1} (eq. 14), where delta-hat (eq. 15) carries the factor
-1 - tanh^2(W_ic c_{t-1}) that the peephole (npcell/cells/peephole.py, eq. 21) lacks: the tanh
+with g_t, c_t, h_t as in eq. (1), (4), (6). The input and forget gates read c_{t-1}; the output gate
+reads the *new* c_t, so in BPTT its term joins dL/dc_t before dc_t feeds da_i, da_f and da_g
+(docs/derivations/connected.md, "Output gate first"). Its local gradients are eq. (10)-(15):
+dL/dW_ic is delta-hat i_t (x) c_{t-1} (eq. 14), where delta-hat (eq. 15) carries the factor 1 -
+tanh^2(W_ic c_{t-1}) that the peephole (npcell/cells/peephole.py, eq. 21) lacks: the tanh
 "protects" the gates when c grows.
 
 Shapes: x_t (B, X); h, c (B, H); W_kx (H, X); W_kh (H, H); b_k (H,); W_kc (H, H) (the default,

@@ -1,4 +1,4 @@
-"""Run a student's file in a separate process and bring back only arrays (DESIGN section 9).
+"""Run a student's file in a separate process and bring back only arrays (docs/exercises.md).
 
 The grading process never imports the submission. :func:`run` writes the inputs of every case
 to a fresh temporary folder (``inputs.npz``, ``job.json``), copies the student's file there and

@@ -1,4 +1,4 @@
-"""Task generators (time-major inputs) and their losses. See reference/cells.md section 7.
+"""Task generators (time-major inputs) and their losses (each module's docstring: its generator).
 
 ``make_task(name, **options)`` builds a :class:`~npcell.tasks.base.Task` the training loop can
 use; each module also exposes its plain generator (e.g. ``adding.make_batch``) for notebooks.

@@ -13,7 +13,7 @@ WMC paper (Landi et al. 2021, section 4), cells lstm / peephole / wmc:
 * PTB char LM: single-layer AWD-LSTM recipe, BPTT 150 / 300; PTB is not shipped (licence), so the
   preset trains on the standard library's pydoc help texts or on ``--text FILE``.
 
-Fast-weight comparison (Keller et al. 2018; co-author's ART code, reference/cells.md section 7),
+Fast-weight comparison (Keller, Sridhar & Wang 2018, with the ART generator of a co-author's code),
 cells fw_lstm / fw_rnn / ln_lstm (and lstm): ART task 1 and the task-2 layout ("mart") with
 K in {4, 8, 16}, embedding 100, H=100, Adam 1e-4, batch 128, 100 epochs, 100k/10k/20k sequences.
 Our readout is one linear layer (the co-author's is Linear-ReLU-Linear).
