@@ -28,6 +28,7 @@ from .errors import (
     MemoryLimitError,
     NonFiniteError,
     ShapeError,
+    key_difference,
     shape_str,
 )
 
@@ -149,12 +150,10 @@ def check_state(cell, state, batch, name="state"):
         raise ArgumentTypeError(
             f"{name} must be a dict with keys {list(cell.state_names)}; got {type(state).__name__}"
         )
-    missing = [k for k in cell.state_names if k not in state]
-    extra = [k for k in state if k not in cell.state_names]
-    if missing or extra:
+    difference = key_difference(cell.state_names, state)
+    if difference:
         raise ShapeError(
-            f"{name} for a {cell.kind} cell must have keys {list(cell.state_names)}; "
-            f"missing {missing}, unexpected {extra}"
+            f"{name} for a {cell.kind} cell must have keys {list(cell.state_names)}; {difference}"
         )
     shapes = cell.state_shapes(batch)
     checked = {}

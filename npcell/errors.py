@@ -59,17 +59,27 @@ def shape_str(shape) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def key_difference(expected, got) -> str:
+    """'' when ``got`` has exactly the keys ``expected``; else "missing [...], unexpected [...]"
+    (missing in ``expected``'s order, unexpected in ``got``'s), the tail of a one-line error."""
+    missing = [k for k in expected if k not in got]
+    extra = [k for k in got if k not in expected]
+    return f"missing {missing}, unexpected {extra}" if missing or extra else ""
+
+
 # ----- the shared argument validators: one per kind of argument --------------------------------
 def _type_name(value) -> str:
     return type(value).__name__
 
 
 def check_int(name, value, low=1) -> int:
-    """An int (NumPy ints too, never a bool) >= ``low``, or ConfigError naming ``name``."""
-    expected = {1: "a positive int", 0: "a non-negative int"}.get(low, f"an int >= {low}")
+    """An int (NumPy ints too, never a bool) >= ``low`` (any int: None), or ConfigError naming
+    ``name``."""
+    expected = {1: "a positive int", 0: "a non-negative int", None: "an int"}.get(
+        low, f"an int >= {low}")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy ints count
         raise ConfigError(f"{name} must be {expected}; got {value!r} ({_type_name(value)})")
-    if value < low:
+    if low is not None and value < low:
         raise ConfigError(f"{name} must be {expected}; got {value!r}")
     return int(value)
 

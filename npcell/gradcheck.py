@@ -229,7 +229,7 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     params = {k: v.astype(work_type) for k, v in cell.params.items()} if complex_step else (
         cell.params)
     for name in cell.params:
-        tensors[name] = ("param", _ParamSlot(params, name), grads[name])
+        tensors[name] = ("param", _Slot(params, name), grads[name])
     x_work = x.astype(work_type)
     state_work = {k: v.astype(work_type) for k, v in state.items()}
     if complex_step:
@@ -240,10 +240,10 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
                 hs.append(state_t["h"])
             return xp.stack(hs), state_t
     for t in range(T):
-        tensors[f"dx[t={t}]"] = ("dx", _IndexSlot(x_work, t), dx[t])
+        tensors[f"dx[t={t}]"] = ("dx", _Slot(x_work, t), dx[t])
     if check_state0:
         for k in cell.state_names:
-            tensors[f"dstate0[{k}]"] = ("dstate0", _DictSlot(state_work, k), dstate0[k])
+            tensors[f"dstate0[{k}]"] = ("dstate0", _Slot(state_work, k), dstate0[k])
 
     def run():
         return outputs(x_work, state_work)
@@ -434,37 +434,18 @@ def _time_hints(rows, cell):
 
 
 # ----- tensor slots: get/set the value being perturbed ----------------------------------------
-class _ParamSlot:
-    def __init__(self, params, name):
-        self.params, self.name = params, name
+class _Slot:
+    """The array ``container[key]`` (a parameter, one step of x, one initial state) to perturb
+    in place: ``container`` is a dict or an array, and ``container[key]`` a view into it."""
+
+    def __init__(self, container, key):
+        self.container, self.key = container, key
 
     def get(self):
-        return self.params[self.name]
+        return self.container[self.key]
 
     def set(self, value):
-        self.params[self.name][...] = value
-
-
-class _IndexSlot:
-    def __init__(self, array, t):
-        self.array, self.t = array, t
-
-    def get(self):
-        return self.array[self.t]
-
-    def set(self, value):
-        self.array[self.t] = value
-
-
-class _DictSlot:
-    def __init__(self, d, key):
-        self.d, self.key = d, key
-
-    def get(self):
-        return self.d[self.key]
-
-    def set(self, value):
-        self.d[self.key][...] = value
+        self.container[self.key][...] = value
 
 
 def relative_error(a, n, floor=DEFAULTS["float64"][2]):

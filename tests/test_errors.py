@@ -18,6 +18,7 @@ from npcell.errors import (
     NonFiniteError,
     NpcellError,
     ShapeError,
+    key_difference,
 )
 from npcell.sequence import estimate_cache_bytes
 
@@ -126,7 +127,7 @@ def test_flags_and_options(cell, x):
     with pytest.raises(ConfigError, match="unknown cell kind 'LSTM'; expected one of"):
         npcell.make_cell("LSTM", 3, 4)
     with pytest.raises(ConfigError, match=r"option diagonal of cell kind 'wmc' must be True or "
-                                          r"False \(default False\); got 1 \(int\)"):
+                                          r"False; got 1 \(int\)"):
         npcell.make_cell("wmc", 3, 4, diagonal=1)
     with pytest.raises(ConfigError, match="forget_bias .* must be a finite number"):
         npcell.make_cell("lstm", 3, 4, forget_bias=float("nan"))
@@ -405,3 +406,21 @@ def test_cells_stay_finite_and_quiet_for_huge_inputs(kind, scale, rng):
     grads, dx, _ = npcell.backward(cell, rng.standard_normal(h.shape), cache, check_finite=True)
     assert np.isfinite(h).all() and np.isfinite(dx).all()
     assert all(np.isfinite(g).all() for g in grads.values())
+
+
+def test_cell_options_are_stored_as_the_type_of_their_default():
+    """One validator per kind: NumPy flags and int biases arrive as Python bool and float, so
+    checkpoint metadata and describe() see plain values."""
+    cell = npcell.make_cell("wmc", 3, 4, diagonal=np.bool_(True), forget_bias=1,
+                            seed=np.int64(2))
+    assert type(cell.options["diagonal"]) is bool and cell.options["diagonal"] is True
+    assert type(cell.options["forget_bias"]) is float and cell.options["forget_bias"] == 1.0
+    assert cell.params["W_ic"].shape == (4,)  # the diagonal form was built
+    with pytest.raises(ConfigError, match=r"option S \(inner loop steps\) of cell kind 'fw_rnn' "
+                                          r"must be a positive int; got 0"):
+        npcell.make_cell("fw_rnn", 3, 4, S=0)
+
+
+def test_key_difference_names_what_is_missing_and_what_is_extra():
+    assert key_difference(("h", "c"), {"c": 1, "z": 2}) == "missing ['h'], unexpected ['z']"
+    assert key_difference(("h", "c"), {"c": 1, "h": 2}) == ""

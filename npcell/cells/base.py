@@ -28,7 +28,9 @@ from ..errors import (
     DTypeError,
     MemoryLimitError,
     ShapeError,
+    check_bool,
     check_int,
+    check_real,
     shape_str,
 )
 
@@ -58,13 +60,12 @@ class Cell:
                 f"unknown option(s) {unknown} for cell kind {self.kind!r}; "
                 f"options it accepts: {allowed}"
             )
-        _check_option_types(self.kind, self.default_options, options)
-        self.options = {**self.default_options, **options}
+        self.options = {**self.default_options,
+                        **_checked_option_types(self.kind, self.default_options, options)}
         self.check_options()
         xp = xp or current_xp()
-        seed_ok = isinstance(seed, (int, numpy.integer)) and not isinstance(seed, bool)
-        if seed is not None and not (seed_ok and seed >= 0):
-            raise ConfigError(f"seed must be a non-negative int or None; got {seed!r}")
+        if seed is not None:
+            check_int("seed", seed, 0)
         _check_param_memory(self)
         rng = numpy.random.default_rng(seed)
         # Draw on the host with a seeded Generator, then move: identical weights on both backends.
@@ -208,30 +209,25 @@ class Cell:
         )
 
 
-def _check_option_types(kind, defaults, options):
-    """An option must have the type of its default (bool for bool, a finite real number for a
-    float, an int for an int, a string for a string), so a wrong type fails here with a clear
-    message instead of deep inside the math. Range checks stay in each kind's check_options."""
+def _checked_option_types(kind, defaults, options) -> dict:
+    """An option must have the type of its default (bool for bool, an int for an int, a finite
+    real number for a float, a string for a string), so a wrong type fails here with a clear
+    message instead of deep inside the math; the values come back as Python bool/int/float.
+    Range checks stay in each kind's check_options."""
+    checked = {}
     for name, value in options.items():
-        default = defaults[name]
+        default, label = defaults[name], f"option {name} of cell kind {kind!r}"
         if isinstance(default, (bool, numpy.bool_)):
-            ok, expected = isinstance(value, (bool, numpy.bool_)), "True or False"
+            value = check_bool(label, value)
         elif isinstance(default, (int, numpy.integer)):
-            ok = isinstance(value, (int, numpy.integer)) and not isinstance(value, bool)
-            expected = "an int"
+            value = check_int(label, value, low=None)
         elif isinstance(default, (float, numpy.floating)):
-            ok = (isinstance(value, (int, float, numpy.integer, numpy.floating))
-                  and not isinstance(value, (bool, numpy.bool_)) and math.isfinite(value))
-            expected = "a finite number"
-        elif isinstance(default, str):
-            ok, expected = isinstance(value, str), "a string"
-        else:
-            continue  # no default type to hold the value to: the kind's check_options decides
-        if not ok:
-            raise ConfigError(
-                f"option {name} of cell kind {kind!r} must be {expected} (default "
-                f"{default!r}); got {value!r} ({type(value).__name__})"
-            )
+            value = check_real(label, value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{label} must be a string (default {default!r}); got {value!r} "
+                              f"({type(value).__name__})")
+        checked[name] = value  # no default type to hold the value to: check_options decides
+    return checked
 
 
 def _check_param_memory(cell):

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy  # host-side initial values only; the math below goes through the arrays' module
 
 from ..backend import array_module
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from .base import Cell, register, require_option
 from .layernorm import layer_norm_backward, layer_norm_forward
 from .lnlstm import (
@@ -195,11 +195,7 @@ h_t        = h^S;  state (h_t, A_t);  A_0 = 0;  f = ReLU by default
     def check_options(self):
         _check_choice_options(self)
         require_option(self, "activation", ("relu", "tanh"))
-        S = self.options["S"]
-        if isinstance(S, bool) or not isinstance(S, (int, numpy.integer)) or S < 1:
-            raise ConfigError(
-                f"option S (inner loop steps) of cell kind 'fw_rnn' must be an int >= 1; got {S!r}"
-            )
+        check_int("option S (inner loop steps) of cell kind 'fw_rnn'", self.options["S"])
 
     def param_shapes(self):
         H, X = self.hidden_size, self.input_size
@@ -391,11 +387,6 @@ class FastWeightLSTMCell(Cell):
     def check_options(self):
         require_option(self, "variant", ("A", "B"))
         _check_choice_options(self)
-        if not isinstance(self.options["fast_weights"], bool):
-            raise ConfigError(
-                f"option fast_weights of cell kind 'fw_lstm' must be True or False; "
-                f"got {self.options['fast_weights']!r}"
-            )
         if self.options["variant"] == "B" and self.options["fw_write"] != "prelim":
             raise ConfigError(
                 "option fw_write='prev_h' is only valid for fw_lstm variant 'A': variant 'B' "

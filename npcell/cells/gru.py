@@ -43,7 +43,6 @@ step loop.
 from __future__ import annotations
 
 from ..backend import array_module
-from ..errors import ConfigError
 from .base import Cell, register
 from .ops import dsigmoid, dtanh, sigmoid
 
@@ -125,14 +124,6 @@ n_t = tanh(W_nx x_t + b_n + r_t * (W_nh h_{t-1} + b_nh))          (G3')  reset_a
 h_t = (1 - z_t) * n_t + z_t * h_{t-1}                             (G4)
 """
     default_options = {"reset_after": False}
-
-    def check_options(self):
-        value = self.options["reset_after"]
-        if not isinstance(value, bool):
-            raise ConfigError(
-                f"option reset_after of 'gru' must be True (PyTorch form) or False (Cho form); "
-                f"got {value!r} ({type(value).__name__})"
-            )
 
     def param_shapes(self):
         H, X = self.hidden_size, self.input_size

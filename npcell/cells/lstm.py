@@ -10,7 +10,6 @@ it equal to looping these functions.
 from __future__ import annotations
 
 from ..backend import array_module
-from ..errors import ConfigError
 from .base import Cell, register
 from .ops import dsigmoid, dtanh, sigmoid, tanh
 
@@ -112,11 +111,6 @@ h_t = o_t * tanh(c_t)                                     (6)
         params = super().init_params(rng)
         params["b_f"] = params["b_f"] + float(self.options["forget_bias"])
         return params
-
-    def check_options(self):
-        fb = self.options["forget_bias"]
-        if isinstance(fb, bool) or not isinstance(fb, (int, float)):
-            raise ConfigError(f"forget_bias must be a number; got {fb!r}")
 
     def step_cache_size(self):
         # i, f, g, o, c, tanh(c), h: seven (B, H) arrays; 11 array objects with the views

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError
 from .base import register
 from .lstm import LSTMCell, gate_input_grads
 from .ops import cell_read, cell_read_back, cell_read_weight_grad, dsigmoid, dtanh, sigmoid, tanh
@@ -91,15 +90,6 @@ class CellToGateLSTM(LSTMCell):
     """The parameters and options shared by peephole and wmc: W_ic, W_fc, W_oc (and b_*c)."""
 
     squash = False  # WMC: True
-
-    def check_options(self):
-        super().check_options()
-        for name in ("diagonal", "cell_bias"):
-            if not isinstance(self.options[name], bool):
-                raise ConfigError(
-                    f"option {name} of {self.kind!r} must be True or False; "
-                    f"got {self.options[name]!r}"
-                )
 
     @property
     def cell_read(self) -> CellRead:

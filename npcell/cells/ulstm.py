@@ -54,7 +54,6 @@ step loop.
 from __future__ import annotations
 
 from ..backend import array_module
-from ..errors import ConfigError
 from .base import Cell, register
 from .ops import dsigmoid, dtanh, sigmoid
 
@@ -157,17 +156,6 @@ h_t = o_t * tanh(c_t)   (use_o=False: h_t = tanh(c_t))          (U8)
 (Gao & Oates 2018, code HangGao/ULSTM; code gate order i, o, z, f; z_t := o_{t-1} gives the LSTM)
 """
     default_options = {"use_o": True, "forget_bias": 0.0}
-
-    def check_options(self):
-        use_o = self.options["use_o"]
-        if not isinstance(use_o, bool):
-            raise ConfigError(
-                f"option use_o of 'ulstm' must be True or False; got {use_o!r} "
-                f"({type(use_o).__name__})"
-            )
-        fb = self.options["forget_bias"]
-        if isinstance(fb, bool) or not isinstance(fb, (int, float)):
-            raise ConfigError(f"option forget_bias of 'ulstm' must be a number; got {fb!r}")
 
     def param_shapes(self):
         H, X = self.hidden_size, self.input_size

@@ -36,7 +36,7 @@ import numpy
 
 from ..backend import to_numpy
 from ..cells import make_cell
-from ..errors import CheckpointError, NpcellError, shape_str
+from ..errors import CheckpointError, NpcellError, key_difference, shape_str
 
 FORMAT_VERSION = 1
 VERSION_KEY = "__npcell_format__"
@@ -170,12 +170,11 @@ def cell_from_arrays_meta(arrays: dict, cell_meta: dict, *, prefix: str = PARAM_
     except NpcellError as err:
         raise CheckpointError(f"{path}: cannot rebuild the cell it describes: {err}") from err
     stored = {name[len(prefix):]: a for name, a in arrays.items() if name.startswith(prefix)}
-    absent = [n for n in cell.params if n not in stored]
-    extra = [n for n in stored if n not in cell.params]
-    if absent or extra:
+    difference = key_difference(cell.params, stored)
+    if difference:
         raise CheckpointError(
             f"{path}: parameters do not match a {cell.kind} cell with options {cell.options}: "
-            f"missing {absent}, unexpected {extra}"
+            f"{difference}"
         )
     for name, target in cell.params.items():
         value = stored[name]

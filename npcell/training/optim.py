@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 from ..backend import array_module, to_numpy
-from ..errors import CheckpointError, ConfigError, ShapeError, shape_str
+from ..errors import CheckpointError, ConfigError, ShapeError, key_difference, shape_str
 
 
 def global_grad_norm(grads):
@@ -65,11 +65,9 @@ class Optimizer:
         self.t = 0  # number of steps taken
 
     def _check(self, grads):
-        missing = sorted(set(self.params) - set(grads))
-        extra = sorted(set(grads) - set(self.params))
-        if missing or extra:
-            raise ShapeError(f"grads must have the parameters' keys; missing {missing}, "
-                             f"unexpected {extra}")
+        difference = key_difference(self.params, grads)
+        if difference:
+            raise ShapeError(f"grads must have the parameters' keys; {difference}")
         for name, g in grads.items():
             if g.shape != self.params[name].shape:
                 raise ShapeError(
