@@ -435,14 +435,21 @@ def _resolve_gates(cell, caches, batch, override):
     if declared:
         return dict(declared)
     H = cell.hidden_size
+    gates = [gate for gate in cell.gate_blocks()
+             if caches[0].get(gate) is not None and tuple(caches[0][gate].shape) == (batch, H)]
+    if not gates:  # only blocks that are not gate outputs (e.g. "c-connections")
+        return {}
+    # Each gate's range over all steps, reduced on the device and read back once for all gates
+    # (not once per step and gate: on a GPU every read-back waits for the device).
+    xp = array_module(caches[0][gates[0]])
+
+    def low_high(gate):
+        steps = xp.stack([c[gate] for c in caches])  # (T, B, H)
+        return xp.stack([steps.min(), steps.max()])
+
+    ranges = to_numpy(xp.stack([low_high(gate) for gate in gates]))  # (gates, 2)
     found = {}
-    for gate in cell.gate_blocks():
-        values = caches[0].get(gate)
-        if values is None or tuple(values.shape) != (batch, H):
-            continue  # a block that is not a gate output (e.g. "c-connections")
-        xp = array_module(values)
-        lo = min(float(xp.min(c[gate])) for c in caches)
-        hi = max(float(xp.max(c[gate])) for c in caches)
+    for gate, (lo, hi) in zip(gates, ranges):
         if gate in TANH_GATE_NAMES or lo < 0.0:
             found[gate] = "tanh" if lo >= -1.0 and hi <= 1.0 else "relu"
         elif hi <= 1.0:
