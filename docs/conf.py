@@ -1,9 +1,12 @@
 """Sphinx configuration for npcell's docs (offline build: `make docs`).
 
 The tutorials are the notebooks in ../notebooks: they are copied into docs/tutorials/ at the
-start of every build (that folder is generated and git-ignored) and rendered by myst-nb
-without executing them (``nb_execution_mode = "off"``), which keeps the build offline and fast.
-Set ``NPCELL_DOCS_EXECUTE=cache`` to execute them (cached) and show their outputs.
+start of every build (that folder is generated and git-ignored) and executed by myst-nb with
+their outputs and figures rendered (``nb_execution_mode = "cache"``: a notebook runs again
+only when one of its code cells changed; the cache lives in docs/_build/.jupyter_cache, so
+``make clean`` empties it). Executing needs no network. Anything a cell writes to stderr is a
+Sphinx warning (``nb_output_stderr = "warn"``), so ``-W`` fails the build on it. Set
+``NPCELL_DOCS_EXECUTE=off`` to render the code only.
 """
 
 import os
@@ -32,9 +35,17 @@ extensions = [
 ]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
-nb_execution_mode = os.environ.get("NPCELL_DOCS_EXECUTE", "off")
+nb_execution_mode = os.environ.get("NPCELL_DOCS_EXECUTE", "cache")
+nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
 nb_execution_timeout = 180
 nb_execution_raise_on_error = True
+nb_output_stderr = "warn"
+# The kernel is a separate process: it must import this checkout's npcell, draw with the
+# inline backend, and run the notebooks in full (not in the tests' quick mode).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+for name in ("MPLBACKEND", "NPCELL_QUICK"):
+    os.environ.pop(name, None)
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "tutorials/*.py", "_generated"]
 html_theme = "pydata_sphinx_theme" if __import__("importlib").util.find_spec(
     "pydata_sphinx_theme") else "alabaster"

@@ -43,7 +43,6 @@ import numpy as np
 
 import npcell
 from npcell import diagnostics, plots
-from npcell.tasks.adding import make_batch
 
 QUICK = os.environ.get("NPCELL_QUICK") == "1"
 rng = np.random.default_rng(0)
@@ -96,15 +95,22 @@ for k, scale in enumerate(scales):
               f"wmc {pre_grad['wmc'][k]:9.3g}; with sigma' peephole {local['peephole'][k]:9.3g}, "
               f"wmc {local['wmc'][k]:9.3g}")
 
+# %%
+slope = {name: diagnostics.fit_loglog(scales, local[name]).slope for name in local}
+read_slope = {name: diagnostics.fit_loglog(scales, pre_grad[name]).slope for name in pre_grad}
+print(f"log-log slope over ||c|| = {scales[0]:g}..{scales[-1]:g}: the cell read alone "
+      f"peephole {read_slope['peephole']:.2f}, wmc {read_slope['wmc']:.2f}; with sigma' "
+      f"peephole {slope['peephole']:.2f}, wmc {slope['wmc']:.2f}")
+
 # %% [markdown]
-# Measured above: the gradient of the cell read grows linearly with $\|c\|$ for the peephole
-# (400 at $\|c\|=100$) and far more slowly for WMC (about 80), because
-# $1-\tanh^2(W_{ic}c)$ switches off every unit whose read has saturated; only units with a small
-# read still pass gradient. With $\sigma'$ included (right) the gap narrows to about 1.3-1.5x:
-# the peephole's gate itself saturates (its pre-activation holds the raw, large $W_{ic}c$, so
-# $\sigma'\to 0$), while WMC's bounded read keeps its gate in range. The peephole's weight
-# gradient is large exactly while its gate is being pushed into saturation. The two factors of
-# $\hat\delta i_t$ (eq. 15) are also available on their own:
+# The cell read alone (left) grows as $\|c\|$ for the peephole (slope 1) and more slowly for
+# WMC (the slope printed above), because $1-\tanh^2(W_{ic}c)$ switches off every unit whose read has saturated; only
+# units whose row of $W_{ic}$ is nearly orthogonal to $c$ still pass gradient (their share falls
+# as $1/\|c\|$, so the Frobenius norm still grows, tending to $\|c\|^{1/2}$). With $\sigma'$ included
+# (right) the peephole bends down too: its pre-activation holds the raw, large $W_{ic}c$, so its
+# gate saturates and $\sigma'\to 0$. The peephole's weight gradient is large exactly while its
+# gate is being pushed into saturation. The two factors of $\hat\delta i_t$ (eq. 15) are also
+# available on their own:
 
 # %%
 state = {"h": np.zeros((8, H)), "c": 5.0 * direction}
@@ -114,35 +120,53 @@ print("mean sigma'(i-bar), eq. (11):", diagnostics.gate_derivative(wmc, step, "i
 print("mean delta-hat i, eq. (15):  ", diagnostics.delta_hat(wmc, step, "i").mean())
 
 # %% [markdown]
-# ## Over a whole sequence: `diagnose` and `compare`
-# On an adding-problem batch, `npcell.diagnose` (here through `diagnostics.compare`, which
-# diagnoses several cells on the same batch) runs one forward and backward and keeps, per step,
-# $\|c_t\|$, the gate saturation maps, the per-step contribution of each weight block to its
-# gradient, and $\|\partial L/\partial h_t\|$, $\|\partial L/\partial c_t\|$.
+# ## Over a whole sequence: a named regime
+# `npcell.diagnose` runs one forward and backward over a batch and keeps, per step, $\|c_t\|$,
+# the gate saturation, each weight block's contribution to its gradient, the eq. 14 / 21 term
+# $\|\partial k_t/\partial W_{kc}\|$ alone (`term_norm`) and $\|\partial L/\partial h_t\|$.
+# The regime `eq21-vs-eq14` (also `npcell diagnose --regime eq21-vs-eq14`) makes $c_t$ grow
+# every step (f near 1, g near 0.76) and gives each cell the $W_{kc}$ its equation's claim is
+# about: the peephole small ($|w| = 0.01$, its sigmoid stays in range), WMC large ($|w| = 1$,
+# its tanh saturates from $\|c\|\approx 3$ on). Middle row: the terms alone; bottom row: the
+# full per-step gradients, which also carry the upstream error $\partial L/\partial k_t$.
 
 # %%
-T = 60 if QUICK else 150
-x, y = make_batch(T, 16, np.random.default_rng(1))
-cells = [npcell.make_cell(kind, 2, H, seed=0, forget_bias=1.0) for kind in ("lstm", "peephole", "wmc")]
-result = diagnostics.compare(cells, x, y, task=f"adding T={T}")
-print(result.summary())
+result = diagnostics.run_regime("eq21-vs-eq14")
+fig = plots.comparison_figure(result)
 plt.show()
+print(result.takeaway())
+fits = {d.kind: d.loglog_slopes()["W_ic"] for d in result}
 
 # %% [markdown]
-# Per-step weight-gradient contributions of the cell connections against the $\|c\|$ they
-# read (eq. 14 vs eq. 21), and the gradient flow back in time:
+# ## Same weights: the peephole floods
+# With every weight at PyTorch's init and the gates half open ($b_i = b_f = 2$, $b_g = 1$), a
+# positive $w_{fc}c$ pushes the peephole's forget gate towards 1, which keeps more $c$, which
+# pushes harder; WMC's read is capped at $\pm 1$ by the tanh, so $f$ stays below
+# $\sigma(b_f + 1)$ and $c$ levels off (regime `flooding`). WMC's per-step
+# $\|\partial L/\partial W_{fc}\|$ can still grow with $\|c\|$: its upstream factor
+# $\partial L/\partial f_t = \partial L/\partial c_t \odot c_{t-1}$ (eq. 4) carries $c$ itself,
+# whatever the tanh does; the figure's footer says so when it happens.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
-plots.weight_grad_vs_cell_norm(list(result)[1:], ax=axes[0])
-plots.grad_flow(list(result), ax=axes[1])
+flood = diagnostics.run_regime("flooding")
+fig = plots.comparison_figure(flood)
 plt.show()
+c_T = {d.kind: float(d.cell_norm_mean[-1]) for d in flood}
+print(flood.takeaway())
 
 # %% [markdown]
 # ## Take-away
-# * The peephole feeds $c$ straight into the gate pre-activations, so its connection weights'
-#   gradients scale with $\|c\|$ (eq. 21);
-# * WMC's tanh bounds the read and multiplies the gradient by $\tanh'$ (eq. 15), which keeps the
-#   eq. 14 gradients bounded when the cell state grows.
-#
-# Notebook 04 trains the cells and watches $\|c\|$ and saturation evolve.
+# Computed from this notebook's data, and asserted:
+
+# %%
+peephole_term, wmc_term = fits["peephole"]["term"], fits["wmc"]["term"]
+assert 0.8 <= peephole_term.slope <= 1.2 and peephole_term.r2 > 0.9
+assert wmc_term.slope < 0.5
+assert read_slope["peephole"] > 0.9 and read_slope["wmc"] < read_slope["peephole"] - 0.2
+assert c_T["peephole"] > 5 * c_T["wmc"]
+print(f"Take-away: the peephole's eq. (21) term grows as ||c||^{peephole_term.slope:.2f} "
+      f"(R^2 {peephole_term.r2:.2f}) while WMC's eq. (14) term goes as ||c||^{wmc_term.slope:.1f} "
+      f"once tanh saturates; with the same weights the peephole's cell floods to ||c_T|| = "
+      f"{c_T['peephole']:.0f} against WMC's {c_T['wmc']:.0f} (lstm {c_T['lstm']:.0f}). "
+      f"WMC does not make the per-step gradient small: its f-read gradient keeps the factor "
+      f"c_(t-1) of dL/df_t.")

@@ -106,3 +106,20 @@ else:
         print("as expected without a GPU, use_backend('cupy') raises BackendError:")
         print("   ", err)
     print("backend is still:", npcell.get_backend())
+
+# %% [markdown]
+# ## Take-away
+# Computed from this notebook's run, and asserted:
+
+# %%
+assert npcell.get_backend() == "numpy"  # the default is restored after the block
+if GPU:
+    gap = max(float(np.abs(to_numpy(grads_gpu[k]) - grads_cpu[k]).max()) for k in grads_cpu)
+    assert gap < 1e-8
+    print(f"Take-away: the same WMC code ran on NumPy ({cpu_seconds * 1e3:.0f} ms) and CuPy "
+          f"({gpu_seconds * 1e3:.0f} ms); the gradients agree to {gap:.0e}; the default "
+          "backend came back to numpy after the block.")
+else:
+    print(f"Take-away: no GPU here, so only the NumPy run counted ({cpu_seconds * 1e3:.0f} ms "
+          "for the WMC forward + backward); use_backend('cupy') refused with BackendError "
+          "and the default backend stayed numpy.")

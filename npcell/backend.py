@@ -26,29 +26,41 @@ FLOAT_DTYPES = ("float32", "float64")
 _current = {"name": "numpy", "xp": numpy}
 
 
+# CuPy is imported, and asked for a GPU, once per process: array_module runs inside every step
+# function, and cupy.is_available() costs a driver call. The memo keeps the module or the error.
+_cupy = {"checked": False, "module": None, "error": None}
+
+
 def _import_cupy():
+    """The cupy module (imported and checked on the first call only), or BackendError."""
+    if not _cupy["checked"]:
+        _cupy.update(_load_cupy(), checked=True)
+    if _cupy["module"] is None:
+        raise BackendError(_cupy["error"])
+    return _cupy["module"]
+
+
+def _load_cupy() -> dict:
     try:
         cupy = importlib.import_module("cupy")
     except ImportError as err:
-        raise BackendError(
+        return {"module": None, "error": (
             "backend 'cupy' was requested but CuPy is not installed "
             f"({err}); install it with `pip install npcell[gpu]` (CUDA 13) or "
-            "`pip install npcell[gpu-cuda12]`, or use backend 'numpy'"
-        ) from None
+            "`pip install npcell[gpu-cuda12]`, or use backend 'numpy'")}
     try:
         available = cupy.is_available()
     except Exception:  # noqa: BLE001 - any driver failure means "not usable"
         available = False
     if not available:
-        raise BackendError(
+        return {"module": None, "error": (
             "backend 'cupy' was requested and CuPy imports, but no usable CUDA GPU was found "
-            "(cupy.is_available() is False); use backend 'numpy' on this machine"
-        )
-    return cupy
+            "(cupy.is_available() is False); use backend 'numpy' on this machine")}
+    return {"module": cupy, "error": None}
 
 
 def cupy_available() -> bool:
-    """True when CuPy imports and sees a CUDA GPU (never raises)."""
+    """True when CuPy imports and sees a CUDA GPU (never raises; checked once per process)."""
     try:
         _import_cupy()
     except BackendError:
@@ -116,15 +128,21 @@ def array_module(*arrays):
 
     With no arrays (or only ``None``), the current backend's module.
     """
-    names = {backend_of(a) for a in arrays if a is not None}
-    if not names:
+    on_device = None  # True: CuPy arrays seen; False: NumPy (or other host) arrays seen
+    for a in arrays:
+        if a is None:
+            continue
+        device = is_cupy_array(a)
+        if on_device is not None and device != on_device:
+            raise BackendError(
+                "numpy and cupy arrays were mixed in one call; move them to one backend first "
+                "(cupy.asarray(...) or cupy.asnumpy(...))"
+            )
+        on_device = device
+    if on_device is None:
         return current_xp()
-    if len(names) > 1:
-        raise BackendError(
-            "numpy and cupy arrays were mixed in one call; move them to one backend first "
-            "(cupy.asarray(...) or cupy.asnumpy(...))"
-        )
-    return xp_for(names.pop())
+    # A CuPy array exists, so CuPy imported: after the first call this is one dict lookup.
+    return (_cupy["module"] or _import_cupy()) if on_device else numpy
 
 
 def resolve_dtype(dtype) -> numpy.dtype:

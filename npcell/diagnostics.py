@@ -8,12 +8,14 @@ keeps, for every time step t,
   sits within ``threshold`` of an asymptote (sigmoid: s < tau or s > 1 - tau, i.e.
   sigma' < tau (1 - tau); tanh: |tanh| > 1 - tau; ReLU: output 0);
 * the contribution of step t to every weight gradient (its Frobenius norm per step; the full
-  (T, ...) arrays with ``keep_step_grads=True``), e.g. ‖dL/dW_ic at step t‖ beside ‖c_{t-1}‖:
-  eq. (14) (WMC, bounded) against eq. (21) (peephole, grows with ‖c‖);
+  (T, ...) arrays with ``keep_step_grads=True``), e.g. ‖dL/dW_ic at step t‖ beside ‖c_{t-1}‖;
+* for the peephole and WMC cells, the paper's local term alone, ‖∂k_t/∂W_kc‖ (eq. 14 / 21),
+  and :meth:`Diagnosis.loglog_slopes`: how both scale with ‖c‖ on log-log axes;
 * ‖dL/dh_t‖, ‖dL/dc_t‖ and ‖dL/dx_t‖: where the error signal vanishes or explodes.
 
-It is written on top of the pure step pair every cell has (``cell.step_forward`` /
-``cell.step_backward``) and the named step caches, so every registered kind works, including
+It measures inside the one stepwise BPTT loop of :mod:`npcell.sequence` (the ``on_step`` hooks
+of ``stepwise_forward`` / ``stepwise_backward``) on the pure step pair every cell has and the
+named step caches, so every registered kind works, including
 kinds added later: a cell without ``c`` reports the states it has, and gate names come from
 ``cell.gate_blocks()`` matched against the step cache keys (a cell may also declare
 ``gate_activations() -> {gate: 'sigmoid' | 'tanh' | 'relu'}``).
@@ -22,7 +24,11 @@ The second half of the module is the paper's own analysis as functions a noteboo
 one cached step of an ``lstm``, ``peephole`` or ``wmc`` cell, for each of the gates i, f, o:
 :func:`gate_preactivation` (ī_t, eq. 10 / 20), :func:`gate_derivative` (∂i/∂ī, eq. 11 / 19),
 :func:`delta_hat` (δ̂i_t, eq. 15) and :func:`weight_local_gradients` (the outer products of
-eq. 12-14 / 21).
+eq. 12-14 / 21). Then the named regimes (:data:`REGIMES`, ``npcell diagnose --regime``), each
+setting up lstm / peephole / wmc so that one claim of the paper shows, and :func:`takeaway`, the
+one line a figure's title carries, computed from the data. Drawing is :mod:`npcell.plots`' job
+(it imports this module; this module never imports it). docs/diagnostics.md has the measured
+numbers.
 
 Shapes: x (T, B, X) time-major, h and c (B, H) per step, T steps, batch B, hidden size H.
 """
@@ -37,9 +43,19 @@ import numpy
 from .backend import array_module, to_numpy
 from .cells.ops import cell_read, dtanh, sigmoid
 from .errors import ConfigError, ShapeError, shape_str
-from .sequence import check_input, check_state, complete_dstate
+from .sequence import (
+    check_input,
+    check_state,
+    complete_dstate,
+    stepwise_backward,
+    stepwise_forward,
+)
 
 DEFAULT_THRESHOLD = 0.05
+# The cells and gates of the paper's analysis (eq. 10-21): gates i and f read c_{t-1}, o reads c_t.
+PAPER_GATES = ("i", "f", "o")
+PAPER_KINDS = ("lstm", "peephole", "wmc")
+MIN_FIT_DECADES = 1.0  # a log-log slope over less than one decade of ‖c‖ says little: none quoted
 # Gate names whose activation is tanh in the cells npcell ships (the candidates); every other
 # gate found in a step cache is read as a sigmoid gate unless its values leave [0, 1].
 TANH_GATE_NAMES = frozenset({"g", "n", "u", "ltm_cand", "cand", "candidate"})
@@ -72,6 +88,10 @@ class Diagnosis:
         enters step t's backward: for h it includes the loss term at t; for c it is the part
         carried back from step t+1 (h_t held fixed), so it is 0 at the last step.
     dx_norm : (T,) Frobenius norm of dL/dx_t.
+    term_norm : connection weight (W_ic, W_fc, W_oc) -> (T,) root-mean-square over the batch of
+        ‖∂k_t/∂W_kc‖ for one sequence, the paper's local term without the upstream error:
+        ‖δ̂k_t ⊗ c‖ (eq. 14 with δ̂ of eq. 15, WMC; eq. 21, peephole; ‖δ̂ ⊙ c‖ when diagonal).
+        Only for the lstm-family cells with a cell connection (peephole, wmc).
     gate_blocks : the cell's gate blocks (gate -> parameter names), for grouping in plots.
     """
 
@@ -91,6 +111,7 @@ class Diagnosis:
     step_grads: dict = field(default_factory=dict)
     dstate_norm: dict = field(default_factory=dict)
     dx_norm: numpy.ndarray | None = None
+    term_norm: dict = field(default_factory=dict)
     gate_blocks: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
 
@@ -170,16 +191,36 @@ class Diagnosis:
             f"gates={list(self.saturation)})"
         )
 
-    # ----- plotting --------------------------------------------------------------------------
-    def plot(self, **kwargs):
-        """The standard panel as a matplotlib Figure (see :func:`npcell.plots.diagnosis_figure`)."""
-        from . import plots
+    # ----- how the connection gradients scale with ‖c‖ ----------------------------------------
+    def cell_read_norm(self, name: str):
+        """(T,) batch mean of the ‖c‖ weight ``name`` reads: c_t for W_oc, c_{t-1} otherwise."""
+        return self.state_norm("c", prev=name != "W_oc")
 
-        return plots.diagnosis_figure(self, **kwargs)
+    def loglog_slopes(self) -> dict:
+        """Connection weight -> {'term': LogLogFit, 'full': LogLogFit} against ‖c‖ read.
+
+        'term' fits :attr:`term_norm` (eq. 14 / 21 alone), 'full' the per-step ‖dL/dW_kc‖ of
+        BPTT, which multiplies the term by the upstream error dL/dk_t (see docs/diagnostics.md).
+        A fit that has too few positive points is left out.
+        """
+        out = {}
+        for name in self.connection_params():
+            x = self.cell_read_norm(name)
+            fits = {}
+            for what, y in (("term", self.term_norm.get(name)),
+                            ("full", self.grad_step_norm.get(name))):
+                if y is None:
+                    continue
+                try:
+                    fits[what] = fit_loglog(x, y)
+                except ConfigError:
+                    pass
+            out[name] = fits
+        return out
 
     # ----- dict / npz round trip -------------------------------------------------------------
     _DICT_FIELDS = ("state_norm_mean", "state_norm_max", "saturation", "grad_step_norm",
-                    "grads", "step_grads", "dstate_norm")
+                    "grads", "step_grads", "dstate_norm", "term_norm")
     _META_FIELDS = ("kind", "label", "task", "loss", "threshold", "batch_size", "hidden_size",
                     "gate_activation", "gate_blocks", "options")
 
@@ -285,16 +326,18 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
     params = cell.params
     state = check_state(cell, state, B, "state")
 
-    # ----- forward, one pure step at a time (the driver's fused path keeps no step caches) ---
+    # ----- forward: the stepwise loop keeps every step cache; the hook measures each step ----
     state_norms = {name: [_batch_norms(value)] for name, value in state.items()}
-    h = xp.empty((T, B, H), dtype=cell.dtype)
-    caches = []
-    for t in range(T):
-        state, cache_t = cell.step_forward(params, x[t], state)
-        h[t] = state["h"]
-        caches.append(cache_t)
-        for name, value in state.items():
+    reads_cell = getattr(cell, "cell_read", None) is not None and cell.kind in PAPER_KINDS
+    term_norms = {f"W_{gate}c": [] for gate in PAPER_GATES} if reads_cell else {}
+
+    def measure_forward(t, state_t, cache_t):
+        for name, value in state_t.items():
             state_norms[name].append(_batch_norms(value))
+        for gate in PAPER_GATES if reads_cell else ():
+            term_norms[f"W_{gate}c"].append(local_term_norm(cell, cache_t, gate))
+
+    h, _, caches = stepwise_forward(cell, x, state, on_step=measure_forward)
     gate_act = _resolve_gates(cell, caches, B, gates)
     saturation = {
         gate: to_numpy(xp.stack([_saturated(c[gate], act, threshold).mean(axis=0)
@@ -305,24 +348,23 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
     # ----- the loss and its gradient dL/dh_t -------------------------------------------------
     loss_value, dh = _loss_and_dh(cell, h, target, loss, seed)
 
-    # ----- backward, keeping each step's contribution --------------------------------------
-    grads = cell.zero_grads()
+    # ----- backward (BPTT, t = T-1 .. 0): the hook keeps each step's contribution -----------
     step_norms = {name: [] for name in params}
     step_grads = {name: [] for name in params} if keep_step_grads else {}
     dstate_norms = {name: [] for name in cell.state_names}
     dx_norms = []
-    dstate = complete_dstate(cell, dstate, B)
-    for t in range(T - 1, -1, -1):
-        dstate["h"] = dstate["h"] + dh[t]  # the loss at step t joins the carried dL/dh_t
-        for name, value in dstate.items():
+
+    def measure_backward(t, dstate_t, grads_t, dx_t, dstate_prev):
+        for name, value in dstate_t.items():
             dstate_norms[name].append(_frobenius(value))
-        grads_t, dx_t, dstate = cell.step_backward(params, dstate, caches[t])
         dx_norms.append(_frobenius(dx_t))
         for name, g in grads_t.items():
-            grads[name] += g  # the same weights act at every step: dL/dW = sum over t
             step_norms[name].append(_frobenius(g))
             if keep_step_grads:
                 step_grads[name].append(g)
+
+    grads, _, _ = stepwise_backward(cell, dh, caches, complete_dstate(cell, dstate, B),
+                                    on_step=measure_backward)
 
     def series(values, reverse=False):
         arr = to_numpy(xp.stack(values))
@@ -346,6 +388,7 @@ def diagnose(cell, seq, target=None, loss=None, *, state=None, dstate=None,
         step_grads={name: series(v, reverse=True) for name, v in step_grads.items()},
         dstate_norm={name: series(v, reverse=True) for name, v in dstate_norms.items()},
         dx_norm=series(dx_norms, reverse=True),
+        term_norm={name: series(v) for name, v in term_norms.items()},
         gate_blocks={k: list(v) for k, v in cell.gate_blocks().items()},
         options=_jsonable(cell.options),
     )
@@ -392,14 +435,21 @@ def _resolve_gates(cell, caches, batch, override):
     if declared:
         return dict(declared)
     H = cell.hidden_size
+    gates = [gate for gate in cell.gate_blocks()
+             if caches[0].get(gate) is not None and tuple(caches[0][gate].shape) == (batch, H)]
+    if not gates:  # only blocks that are not gate outputs (e.g. "c-connections")
+        return {}
+    # Each gate's range over all steps, reduced on the device and read back once for all gates
+    # (not once per step and gate: on a GPU every read-back waits for the device).
+    xp = array_module(caches[0][gates[0]])
+
+    def low_high(gate):
+        steps = xp.stack([c[gate] for c in caches])  # (T, B, H)
+        return xp.stack([steps.min(), steps.max()])
+
+    ranges = to_numpy(xp.stack([low_high(gate) for gate in gates]))  # (gates, 2)
     found = {}
-    for gate in cell.gate_blocks():
-        values = caches[0].get(gate)
-        if values is None or tuple(values.shape) != (batch, H):
-            continue  # a block that is not a gate output (e.g. "c-connections")
-        xp = array_module(values)
-        lo = min(float(xp.min(c[gate])) for c in caches)
-        hi = max(float(xp.max(c[gate])) for c in caches)
+    for gate, (lo, hi) in zip(gates, ranges):
         if gate in TANH_GATE_NAMES or lo < 0.0:
             found[gate] = "tanh" if lo >= -1.0 and hi <= 1.0 else "relu"
         elif hi <= 1.0:
@@ -472,7 +522,7 @@ class Comparison:
     """Several diagnoses of the same sequence, with their side-by-side figure."""
 
     diagnoses: list
-    figure: object = None
+    regime: Regime | None = None
 
     def __iter__(self):
         return iter(self.diagnoses)
@@ -486,13 +536,18 @@ class Comparison:
     def summary(self) -> str:
         return "\n".join(d.summary() for d in self.diagnoses)
 
+    def takeaway(self) -> str:
+        """One line computed from the diagnoses (see :func:`takeaway`)."""
+        return takeaway(self.diagnoses)
 
-def compare(cells, seq, target=None, loss=None, *, labels=None, task=None, plot=True,
+
+def compare(cells, seq, target=None, loss=None, *, labels=None, task=None,
             **kwargs) -> Comparison:
-    """Diagnose several cells on the same sequence; ``.figure`` overlays them side by side.
+    """Diagnose several cells on the same sequence (draw it with
+    :func:`npcell.plots.comparison_figure`).
 
     ``cells``: a list of cells (same input size). ``labels``: optional legend labels.
-    Other keyword arguments go to :func:`diagnose`. ``plot=False`` skips the figure.
+    Other keyword arguments go to :func:`diagnose`.
     """
     cells = list(cells)
     if not cells:
@@ -506,56 +561,184 @@ def compare(cells, seq, target=None, loss=None, *, labels=None, task=None, plot=
                  label=None if labels is None else labels[n], **kwargs)
         for n, cell in enumerate(cells)
     ]
-    figure = None
-    if plot:
-        from . import plots
-
-        figure = plots.comparison_figure(diagnoses)
-    return Comparison(diagnoses, figure)
+    return Comparison(diagnoses)
 
 
-def diagnose_figure(kinds=("lstm", "peephole", "wmc"), T=400, batch=32, out_path=None,
-                    seed=0, hidden=64, threshold=DEFAULT_THRESHOLD) -> str:
-    """Compare ``kinds`` on one adding-problem batch of length T and save the figure.
+# ============================================================================================
+# Named regimes: each sets up lstm / peephole / wmc so that one claim of the paper shows
+# ============================================================================================
+@dataclass(frozen=True)
+class Regime:
+    """A diagnosis setting: an adding-problem batch and cells with chosen biases and W_kc.
 
-    For ``npcell demo`` and the ``diagnose`` command. Returns the path written.
+    ``biases`` sets whole bias vectors (e.g. b_f = 5: the forget gate starts open).
+    ``connection`` gives, per cell kind, how W_ic, W_fc, W_oc are drawn: ``None`` keeps the
+    cell's own init (PyTorch's U(+-1/sqrt(H))), ``("sign", m)`` sets every entry to +-m with a
+    random sign; ``diagonal`` forces the W_kc shape of both connected cells.
     """
+
+    name: str
+    claim: str
+    T: int
+    hidden: int
+    batch: int
+    biases: dict = field(default_factory=dict)
+    connection: dict = field(default_factory=dict)
+    diagonal: bool | None = None
+    note: str = ""
+    kinds: tuple = PAPER_KINDS  # the cells the regime shows by default
+
+
+REGIMES = {
+    "eq21-vs-eq14": Regime(
+        "eq21-vs-eq14",
+        claim="eq. (21) vs (14): the peephole's term grows as ‖c‖, WMC's falls once tanh saturates",
+        T=300, hidden=16, batch=16, biases={"b_i": 0.0, "b_f": 5.0, "b_g": 1.0},
+        connection={"peephole": ("sign", 0.01), "wmc": ("sign", 1.0)}, diagonal=True,
+        kinds=("peephole", "wmc"),
+        note="controlled: f ~ 1 and g ~ 0.76 make c grow every step; the peephole's |w| = 0.01 "
+             "keeps its sigmoid in the linear range, WMC's |w| = 1 saturates tanh from ‖c‖ ~ 3"),
+    "flooding": Regime(
+        "flooding",
+        claim="same weights, gates half open: the peephole's W_fc c feeds f back and c floods; "
+              "WMC's tanh caps the push",
+        T=400, hidden=64, batch=16, biases={"b_i": 2.0, "b_f": 2.0, "b_g": 1.0},
+        note="PyTorch's init for every weight; b_f = 2 lets c reach ~ i g / (1 - f) ~ 5 per "
+             "unit, where a positive w_fc c already pushes f towards 1"),
+    "pytorch-init": Regime(
+        "pytorch-init",
+        claim="at PyTorch's init the cells agree: ‖c‖ = O(1), so tanh(W_kc c) ~ W_kc c",
+        T=400, hidden=64, batch=32,
+        note="the null case: nothing in the paper's argument shows before c grows"),
+}
+
+
+def regime_cells(name, kinds=None, *, seed=0):
+    """(cells, x, y, task text) for regime ``name``: one cell per kind (default: the regime's
+    own), all with the same LSTM weights (one seed)."""
+    from .cells import make_cell
     from .tasks.adding import make_batch
 
-    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
-    out_path = out_path or f"figures/diagnose_adding_T{T}.png"
-    x, y = make_batch(T, batch, numpy.random.default_rng(seed))
-    from .cells import make_cell
+    if name not in REGIMES:
+        raise ConfigError(f"unknown regime {name!r}; expected one of {sorted(REGIMES)}")
+    regime = REGIMES[name]
+    kinds = regime.kinds if kinds is None else tuple(kinds)
+    x, y = make_batch(regime.T, regime.batch, numpy.random.default_rng(seed))
+    cells = []
+    for kind in kinds:
+        options = {}
+        if regime.diagonal is not None and kind in ("peephole", "wmc"):
+            options["diagonal"] = regime.diagonal
+        cell = make_cell(kind, x.shape[-1], regime.hidden, seed=seed, **options)
+        for bias, value in regime.biases.items():
+            cell.params[bias][...] = value
+        rule = regime.connection.get(kind)
+        if rule is not None:
+            rng = numpy.random.default_rng([seed, 21])
+            for gate in PAPER_GATES:
+                w = cell.params[f"W_{gate}c"]
+                w[...] = rule[1] * rng.choice([-1.0, 1.0], size=w.shape)  # +-m, random sign
+        cells.append(cell)
+    return cells, x, y, f"{name}, adding T={regime.T}"
 
-    cells = [make_cell(kind, 2, hidden, seed=seed) for kind in kinds]
-    result = compare(cells, x, y, task=f"adding T={T}", threshold=threshold, seed=seed)
-    _save_figure(result.figure, out_path)
-    return out_path
+
+def run_regime(name, kinds=None, *, seed=0, threshold=DEFAULT_THRESHOLD) -> Comparison:
+    """Diagnose ``kinds`` (default: the regime's) in regime ``name``, labelled by kind; the
+    Comparison carries the regime."""
+    cells, x, y, task = regime_cells(name, kinds, seed=seed)
+    result = compare(cells, x, y, task=task, threshold=threshold, seed=seed,
+                     labels=[cell.kind for cell in cells])
+    result.regime = REGIMES[name]
+    return result
 
 
-def _save_figure(fig, out_path):
-    import os
+def takeaway(diagnoses) -> str:
+    """One line computed from the diagnoses: the eq. 14 / 21 slopes, ‖c‖ reached, saturation.
 
-    import matplotlib.pyplot as plt
+    e.g. "W_ic term ~ ‖c‖^0.97 (peephole), ‖c‖^-3.2 (wmc); ‖c_T‖ lstm 48, peephole 727, wmc 71".
+    """
+    diagnoses = list(diagnoses)
+    parts = []
+    slopes = [(d.label, d.loglog_slopes().get("W_ic", {}).get("term")) for d in diagnoses]
+    slopes = [(label, fit) for label, fit in slopes if fit is not None]
+    if slopes and all(fit.span >= MIN_FIT_DECADES for _, fit in slopes):
+        parts.append("W_ic term ~ " + ", ".join(f"‖c‖^{fit.slope:.2f} ({label})"
+                                                 for label, fit in slopes))
+    elif slopes:
+        span = min(fit.span for _, fit in slopes)
+        parts.append(f"‖c‖ spans {span:.1f} decades: no slope")
+    with_cell = [d for d in diagnoses if d.has_cell]
+    if with_cell:
+        parts.append("‖c_T‖ " + ", ".join(f"{d.label} {d.cell_norm_mean[-1]:.3g}"
+                                          for d in with_cell))
+    sat = [(d.label, max(((100.0 * s.mean(), g) for g, s in d.saturation.items()
+                          if d.gate_activation.get(g) == "sigmoid"), default=None))
+           for d in diagnoses]
+    sat = [(label, v) for label, v in sat if v is not None]
+    if sat and all(pct == 0.0 for _, (pct, _) in sat):
+        parts.append("no gate unit saturates")
+    elif sat:
+        parts.append("most saturated gate " + ", ".join(f"{label} {g} {pct:.0f}%"
+                                                        for label, (pct, g) in sat))
+    return "; ".join(parts) if parts else "no cell-state measurements"
 
-    directory = os.path.dirname(str(out_path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    fig.savefig(out_path, dpi=110, metadata={"Software": None} if str(out_path).endswith(
-        ".png") else None)
-    plt.close(fig)
+
+# ============================================================================================
+# Log-log fits: how a per-step gradient scales with the cell norm it read
+# ============================================================================================
+@dataclass(frozen=True)
+class LogLogFit:
+    """Least-squares line log10 y = slope * log10 x + intercept, over the n points with x, y > 0.
+
+    A slope of 1 means y grows in proportion to x (eq. 21: the peephole's per-step ‖dL/dW_kc‖
+    is a gate error times c); a slope near 0 means y does not follow x (eq. 14: WMC's term is
+    divided away by the tanh derivative once W_kc c saturates). ``r2`` is the fraction of the
+    variance of log10 y the line explains; ``span`` the decades of x the fit covers.
+    """
+
+    slope: float
+    intercept: float
+    r2: float
+    n: int
+    span: float
+
+    def __str__(self):
+        return (f"slope {self.slope:.2f} (R² {self.r2:.2f}, {self.n} points, "
+                f"{self.span:.1f} decades)")
+
+
+def fit_loglog(x, y, *, min_points=3) -> LogLogFit:
+    """Fit a power law y ~ x^slope on log-log axes (both (N,) arrays; non-positive points skipped).
+
+    Raises ConfigError when fewer than ``min_points`` positive pairs remain or x spans no range.
+    """
+    x = numpy.asarray(to_numpy(x), dtype=float).ravel()
+    y = numpy.asarray(to_numpy(y), dtype=float).ravel()
+    if x.shape != y.shape:
+        raise ShapeError(f"fit_loglog needs x and y of one shape; got {x.shape} and {y.shape}")
+    keep = (x > 0) & (y > 0) & numpy.isfinite(x) & numpy.isfinite(y)
+    lx, ly = numpy.log10(x[keep]), numpy.log10(y[keep])
+    if lx.size < min_points or numpy.ptp(lx) == 0.0:
+        raise ConfigError(f"fit_loglog needs at least {min_points} positive points over a range "
+                          f"of x; got {lx.size}")
+    slope, intercept = numpy.polyfit(lx, ly, 1)
+    residual = ly - (slope * lx + intercept)
+    total = ((ly - ly.mean()) ** 2).sum()
+    # a flat y (total ~ rounding) is explained perfectly by the flat line
+    flat = total <= 1e-20 * max(1.0, float((ly ** 2).sum()))
+    r2 = 1.0 if flat else 1.0 - (residual ** 2).sum() / total
+    return LogLogFit(float(slope), float(intercept), float(r2), int(lx.size), float(numpy.ptp(lx)))
 
 
 # ============================================================================================
 # The paper's local gradients, eq. (10)-(15) (WMC) and (19)-(21) (peephole)
 # ============================================================================================
-PAPER_GATES = ("i", "f", "o")
 
 
 def _paper_cell(cell, gate):
     """The cell's CellRead (squash, diagonal, bias) or None for lstm; raise for other kinds /
     gates."""
-    if cell.kind not in ("lstm", "peephole", "wmc"):
+    if cell.kind not in PAPER_KINDS:
         raise ConfigError(
             f"the eq. 10-15 / 19-21 local gradients are defined for the lstm, peephole and wmc "
             f"cells; got a {cell.kind!r} cell"
@@ -651,13 +834,36 @@ def weight_local_gradients(cell, cache_t, gate="i") -> dict:
     return out
 
 
+def local_term_norm(cell, cache_t, gate="i"):
+    """Root-mean-square over the batch of ‖∂k_t/∂W_kc‖ for one sequence (a 0-d array).
+
+    The norm of the outer product of :func:`weight_local_gradients` without forming it: for a
+    full W_kc, ‖δ̂ ⊗ c‖_F = ‖δ̂‖ ‖c‖ per sequence (eq. 14 / 21); for a diagonal one, ‖δ̂ ⊙ c‖.
+    """
+    dhat = delta_hat(cell, cache_t, gate)
+    c_read = _cell_read(cell, cache_t, gate)
+    xp = array_module(dhat)
+    if cell.params[f"W_{gate}c"].ndim == 1:  # a diagonal read: one weight per unit
+        per_seq = ((dhat * c_read) ** 2).sum(axis=1)
+    else:
+        per_seq = (dhat * dhat).sum(axis=1) * (c_read * c_read).sum(axis=1)
+    return xp.sqrt(per_seq.mean())
+
+
 __all__ = [
     "Comparison",
     "Diagnosis",
     "compare",
     "delta_hat",
     "diagnose",
-    "diagnose_figure",
+    "fit_loglog",
+    "local_term_norm",
+    "LogLogFit",
+    "Regime",
+    "REGIMES",
+    "regime_cells",
+    "run_regime",
+    "takeaway",
     "gate_derivative",
     "gate_preactivation",
     "weight_local_gradients",

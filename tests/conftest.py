@@ -55,3 +55,12 @@ def pytest_sessionfinish(session, exitstatus):
     if session.testscollected and not reporter.stats.get("passed"):
         reporter.write_line("npcell: no test passed (all skipped or deselected); failing the run")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """npcell's CuPy backend, and ``import cupy``, served by tests/fake_cupy.py (NumPy on the
+    CPU behind CuPy's rules: no implicit conversion to NumPy, read-backs counted)."""
+    import fake_cupy as double
+
+    return double.install(monkeypatch)

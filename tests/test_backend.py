@@ -26,6 +26,7 @@ def test_cupy_requested_without_cupy_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_cupy)
     monkeypatch.delitem(__import__("sys").modules, "cupy", raising=False)
+    monkeypatch.setattr(backend, "_cupy", {"checked": False, "module": None, "error": None})
     with pytest.raises(npcell.BackendError, match=r"CuPy is not installed.*npcell\[gpu\]"):
         npcell.use_backend("cupy")
     with pytest.raises(npcell.BackendError, match="CuPy"):

@@ -15,7 +15,7 @@ CASES = [
     (["gradcheck", "--hidden", "0"], ["hidden_size must be a positive int; got 0"]),
     (["gradcheck", "--T", "-1"], ["--T must be a positive int; got -1"]),
     (["gradcheck", "--batch", "0"], ["--batch must be a positive int"]),
-    (["gradcheck", "--full", "--samples", "0"], ["samples must be an int >= 1"]),
+    (["gradcheck", "--full", "--samples", "0"], ["samples must be a positive int; got 0"]),
     (["gradcheck", "--seed", "-1"], ["seed must be a non-negative int"]),
     (["gradcheck", "--T", "x"], ["argument --T: invalid int value: 'x'"]),
     (["gradcheck", "--bogus"], ["unrecognized arguments: --bogus"]),

@@ -362,19 +362,89 @@ def test_save_load_round_trip(tmp_path):
         D.Diagnosis.load(tmp_path / "other.npz")
 
 
-def test_compare_returns_one_diagnosis_per_cell_and_a_figure():
-    import matplotlib.pyplot as plt
-
+def test_compare_returns_one_diagnosis_per_cell():
     x, y = make_batch(12, 3, np.random.default_rng(0))
     cells = [npcell.make_cell(k, 2, 4, seed=0) for k in ("lstm", "peephole", "wmc")]
     result = D.compare(cells, x, y, task="adding T=12")
     assert [d.kind for d in result] == ["lstm", "peephole", "wmc"] and len(result) == 3
-    assert result[1].task == "adding T=12"
-    assert result.figure is not None and len(result.figure.axes) >= 6
+    assert result[1].task == "adding T=12" and result.regime is None
     assert "peephole" in result.summary()
-    plt.close(result.figure)
     with pytest.raises(ConfigError, match="labels"):
-        D.compare(cells, x, labels=["a"], plot=False)
+        D.compare(cells, x, labels=["a"])
+
+
+# ----- log-log slopes against ||c|| -------------------------------------------------------------
+@given(slope=st.floats(-3, 3), scale=st.floats(1e-3, 1e3), n=st.integers(3, 40))
+@settings(max_examples=30, deadline=None)
+def test_fit_loglog_recovers_a_power_law(slope, scale, n):
+    x = np.logspace(-1, 2, n)
+    fit = D.fit_loglog(x, scale * x**slope)
+    assert abs(fit.slope - slope) < 1e-8 and fit.r2 > 1 - 1e-9
+    assert fit.n == n and abs(fit.span - 3.0) < 1e-12
+
+
+def test_fit_loglog_skips_non_positive_points_and_refuses_too_few():
+    fit = D.fit_loglog([1.0, 10.0, 100.0, 0.0, -1.0], [2.0, 20.0, 200.0, 5.0, 5.0])
+    assert fit.n == 3 and abs(fit.slope - 1.0) < 1e-12
+    with pytest.raises(ConfigError, match="at least 3"):
+        D.fit_loglog([1.0, 2.0, 0.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ShapeError):
+        D.fit_loglog([1.0, 2.0], [1.0])
+
+
+@pytest.mark.parametrize("kind,options", [("peephole", {}), ("peephole", {"diagonal": False}),
+                                          ("wmc", {}), ("wmc", {"diagonal": True})])
+def test_term_norm_is_the_norm_of_the_weight_local_gradients(kind, options):
+    """term_norm[W_kc][t] = rms over the batch of ||eq. 14 / 21 outer product|| per sequence."""
+    cell = npcell.make_cell(kind, 2, 5, seed=3, **options)
+    x = np.random.default_rng(1).standard_normal((6, 4, 2))
+    d = D.diagnose(cell, x)
+    _, _, cache = npcell.forward(cell, x, fused=False)
+    for gate in D.PAPER_GATES:
+        expected = []
+        for step in cache.steps:
+            local = D.weight_local_gradients(cell, step, gate)[f"W_{gate}c"]
+            per_seq = (local.reshape(local.shape[0], -1) ** 2).sum(axis=1)
+            expected.append(np.sqrt(per_seq.mean()))
+        np.testing.assert_allclose(d.term_norm[f"W_{gate}c"], expected, rtol=1e-12)
+    assert set(d.loglog_slopes()) == {"W_ic", "W_fc", "W_oc"}
+    assert D.diagnose(npcell.make_cell("lstm", 2, 5), x).term_norm == {}
+
+
+def test_eq21_vs_eq14_regime_slopes():
+    """The documented regime (docs/diagnostics.md): eq. (21)'s term grows as ||c_{t-1}||
+    (slope 0.8..1.2, R^2 > 0.9); eq. (14)'s falls away once tanh saturates (slope < 0.5)."""
+    result = D.run_regime("eq21-vs-eq14")
+    by_kind = {d.kind: d.loglog_slopes()["W_ic"] for d in result}
+    peephole, wmc = by_kind["peephole"]["term"], by_kind["wmc"]["term"]
+    assert 0.8 <= peephole.slope <= 1.2 and peephole.r2 > 0.9, peephole
+    assert peephole.span > 2.0  # the fit covers more than two decades of ||c||
+    assert wmc.slope < 0.5, wmc
+    assert "‖c‖^0.9" in result.takeaway()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_eq21_vs_eq14_regime_slopes_over_seeds(seed):
+    result = D.run_regime("eq21-vs-eq14", seed=seed)
+    fits = {d.kind: d.loglog_slopes()["W_ic"]["term"] for d in result}
+    assert 0.8 <= fits["peephole"].slope <= 1.2 and fits["peephole"].r2 > 0.9
+    assert fits["wmc"].slope < 0.5
+
+
+def test_flooding_regime_grows_the_peephole_cell_only():
+    """Same weights, gates half open: the peephole's ||c_T|| ends far above WMC's and lstm's."""
+    result = D.run_regime("flooding")
+    c_T = {d.kind: d.cell_norm_mean[-1] for d in result}
+    assert c_T["peephole"] > 5 * c_T["wmc"] and c_T["wmc"] < 3 * c_T["lstm"]
+
+
+def test_pytorch_init_regime_cells_agree():
+    result = D.run_regime("pytorch-init")
+    c_T = [d.cell_norm_mean[-1] for d in result]
+    assert max(c_T) / min(c_T) < 1.05
+    with pytest.raises(ConfigError, match="unknown regime"):
+        D.run_regime("nope")
 
 
 def test_bad_inputs_raise_specific_errors():
@@ -402,18 +472,24 @@ def test_cli_diagnose_writes_figure_and_npz(tmp_path, capsys):
                "--out", str(out), "--save", str(tmp_path)])
     assert rc == 0 and out.stat().st_size > 10_000
     text = capsys.readouterr().out
-    assert "wmc on adding T=20" in text and "wrote" in text
+    assert "wmc on adding T=20" in text and "wrote" in text and "takeaway:" in text
     back = D.Diagnosis.load(tmp_path / "diagnosis_wmc.npz")
-    assert back.kind == "wmc" and back.T == 20
+    assert back.kind == "wmc" and back.T == 20 and set(back.term_norm) == {"W_ic", "W_fc",
+                                                                           "W_oc"}
     assert main(["diagnose", "--cell", "nope", "--T", "5"]) == 2
 
 
-def test_diagnose_figure_for_the_demo(tmp_path):
-    path = D.diagnose_figure(["lstm", "peephole", "wmc"], T=30, batch=4, hidden=6,
-                             out_path=str(tmp_path / "demo.png"))
-    assert path == str(tmp_path / "demo.png")
-    with open(path, "rb") as fh:
-        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+def test_cli_diagnose_regime_reports_the_slopes(tmp_path, capsys):
+    from npcell.cli import main
+
+    out = tmp_path / "regime.png"
+    assert main(["diagnose", "--regime", "eq21-vs-eq14", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "peephole" in text and "W_ic: term slope 0.9" in text and out.stat().st_size > 10_000
+    assert main(["diagnose", "--list-regimes"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in D.REGIMES)
+    assert main(["diagnose", "--regime", "flooding", "--T", "5"]) == 2
 
 
 @pytest.mark.parametrize("kind", sorted(npcell.CELLS))

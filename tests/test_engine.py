@@ -7,10 +7,12 @@ test_cells_zoo.py, test_identities.py, ...; this file and test_kernels_cpu.py,
 test_performance_paths.py and test_gpu.py are the engine's.
 """
 
+import contextlib
 import re
 from pathlib import Path
 from unittest import mock
 
+import fake_cupy
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -58,7 +60,9 @@ def _case(kind, options, T, B, X, H, seed, dtype, scale):
     return cell, x, state, dh, dstate
 
 
-@pytest.mark.parametrize("path", ["plain", "numba", "cupy"])
+# fake_cupy: the CuPy path on tests/fake_cupy.py (NumPy behind CuPy's rules), in make test
+@pytest.mark.parametrize("path", ["plain", "numba", "fake_cupy",
+                                  pytest.param("cupy", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("kind,options", COMBOS)
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(T=st.integers(1, 7), B=st.integers(1, 4), H=st.integers(1, 6),
@@ -74,31 +78,33 @@ def test_fused_equals_stepwise(path, kind, options, T, B, X, H, seed, dtype, sca
     # The reference: the step loop on the host, in the same dtype.
     h_ref, s_ref, steps = stepwise_forward(cell, x, state)
     g_ref, dx_ref, d0_ref = stepwise_backward(cell, dh, steps, dstate)
-    if path == "cupy":
-        cell = cell.to("cupy")
-        x, dh = cell.xp.asarray(x), cell.xp.asarray(dh)
-        state = {k: cell.xp.asarray(v) for k, v in state.items()}
-        dstate = {k: cell.xp.asarray(v) for k, v in dstate.items()}
-    # Numba's loops take the input term step by step for small X from B*H >= 2048 units;
-    # input_in_loops exercises that branch on these small shapes too.
-    units = 1 if input_in_loops else 10**9
-    with (engine.use_fused_kernels(path != "plain"),
-          mock.patch.object(cpu_loops, "SMALL_INPUT_MIN_UNITS", units)):
-        h, s_T, cache = npcell.forward(cell, x, state, fused=True)
-        grads, dx, d0 = npcell.backward(cell, dh, cache, dstate)
-    assert cache.path == "fused"
-    tol = 1e-11 if dtype == "float64" else 3e-5
-    np.testing.assert_allclose(to_numpy(h), h_ref, rtol=tol, atol=tol)
-    np.testing.assert_allclose(to_numpy(dx), dx_ref, rtol=tol, atol=tol * 10)
-    for k in cell.state_names:
-        np.testing.assert_allclose(to_numpy(s_T[k]), s_ref[k], rtol=tol, atol=tol)
-        np.testing.assert_allclose(to_numpy(d0[k]), d0_ref[k], rtol=tol, atol=tol * 10)
-    assert list(grads) == list(cell.params)
-    for name in cell.params:
-        assert grads[name].dtype == np.dtype(dtype)
-        np.testing.assert_allclose(to_numpy(grads[name]), g_ref[name], rtol=tol * 10,
-                                   atol=tol * 10 * T * B, err_msg=name)
-    assert np.all(np.isfinite(to_numpy(h)))  # exp overflow gives the right limits
+    # On the CPU test double the CuPy path runs in make test; it restores the backend after.
+    with fake_cupy.installed() if path == "fake_cupy" else contextlib.nullcontext():
+        if path in ("cupy", "fake_cupy"):
+            cell = cell.to("cupy")
+            x, dh = cell.xp.asarray(x), cell.xp.asarray(dh)
+            state = {k: cell.xp.asarray(v) for k, v in state.items()}
+            dstate = {k: cell.xp.asarray(v) for k, v in dstate.items()}
+        # Numba's loops take the input term step by step for small X from B*H >= 2048 units;
+        # input_in_loops exercises that branch on these small shapes too.
+        units = 1 if input_in_loops else 10**9
+        with (engine.use_fused_kernels(path != "plain"),
+              mock.patch.object(cpu_loops, "SMALL_INPUT_MIN_UNITS", units)):
+            h, s_T, cache = npcell.forward(cell, x, state, fused=True)
+            grads, dx, d0 = npcell.backward(cell, dh, cache, dstate)
+        assert cache.path == "fused"
+        tol = 1e-11 if dtype == "float64" else 3e-5
+        np.testing.assert_allclose(to_numpy(h), h_ref, rtol=tol, atol=tol)
+        np.testing.assert_allclose(to_numpy(dx), dx_ref, rtol=tol, atol=tol * 10)
+        for k in cell.state_names:
+            np.testing.assert_allclose(to_numpy(s_T[k]), s_ref[k], rtol=tol, atol=tol)
+            np.testing.assert_allclose(to_numpy(d0[k]), d0_ref[k], rtol=tol, atol=tol * 10)
+        assert list(grads) == list(cell.params)
+        for name in cell.params:
+            assert grads[name].dtype == np.dtype(dtype)
+            np.testing.assert_allclose(to_numpy(grads[name]), g_ref[name], rtol=tol * 10,
+                                       atol=tol * 10 * T * B, err_msg=name)
+        assert np.all(np.isfinite(to_numpy(h)))  # exp overflow gives the right limits
 
 
 def test_a_default_install_runs_the_numba_path():

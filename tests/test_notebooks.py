@@ -2,7 +2,10 @@
 
 The executor runs every ``notebooks/*.ipynb`` with nbclient on the ``python3`` kernel of the
 interpreter running the tests (ipykernel's native kernel spec), with ``NPCELL_QUICK=1`` (fewer
-steps), ``MPLBACKEND=Agg`` and ``TQDM_DISABLE=1``, and fails on any cell error or timeout.
+steps) and matplotlib's inline backend (as Jupyter and the docs build run them), and fails on
+any cell error or timeout, on anything a cell writes to stderr (warnings included), and when the
+notebook's last cell does not print its computed take-away. Each take-away cell asserts the
+claims it prints, so a take-away the data no longer supports fails here.
 """
 
 import os
@@ -49,8 +52,8 @@ def test_notebook_executes(path, monkeypatch):
     from nbclient import NotebookClient
 
     monkeypatch.setenv("NPCELL_QUICK", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws figures
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # as a user runs it: no warning either
     # The kernel must import this checkout's npcell even when the package is not installed.
     root = str(NOTEBOOK_DIR.parent)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
@@ -66,6 +69,12 @@ def test_notebook_executes(path, monkeypatch):
     errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
               if out.output_type == "error"]
     assert not errors, errors
+    outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
+    stderr = [out.text for out in outputs if out.output_type == "stream" and out.name == "stderr"]
+    assert not stderr, f"{path.name} wrote to stderr: {stderr}"
+    last_code = [cell for cell in nb.cells if cell.cell_type == "code"][-1]
+    printed = "".join(out.get("text", "") for out in last_code.outputs)
+    assert printed.startswith("Take-away:"), f"{path.name}: the last cell prints no take-away"
     print(f"{path.name}: {elapsed:.1f} s")
     assert elapsed < 60 * 3, f"{path.name} took {elapsed:.0f} s in quick mode"
 

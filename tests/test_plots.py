@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import npcell  # noqa: E402
+from npcell import diagnostics as D  # noqa: E402
 from npcell import plots  # noqa: E402
 from npcell.errors import ConfigError  # noqa: E402
 from npcell.tasks.adding import make_batch  # noqa: E402
@@ -47,7 +48,7 @@ def test_cell_norm_draws_mean_and_max_per_diagnosis(diags):
         np.testing.assert_array_equal(lines[2 * n].get_xdata(), np.arange(d.T))
         assert lines[2 * n].get_label().startswith(d.label)
     assert ax.get_xlabel() == "time step t" and "c_t" in ax.get_ylabel()
-    assert "wmc" in ax.get_title() and "adding T=15" in ax.get_title()
+    assert ax.get_yscale() == "log" and len(ax.get_title()) <= 30  # short titles
     assert ax.get_legend() is not None
     # the paper's three cells keep fixed colours
     assert [line.get_color() for line in lines[::2]] == ["#1f77b4", "#d62728", "#2ca02c"]
@@ -71,29 +72,50 @@ def test_saturation_heat_map_with_colour_bar(diags):
     assert len(fig.axes) == 2  # the heat map and its colour bar
     assert fig.axes[1].get_ylabel() == "fraction of batch saturated"
     assert ax.get_xlabel() == "time step t" and ax.get_ylabel() == "unit"
-    assert "gate f" in ax.get_title() and "wmc" in ax.get_title()
-    assert "adding T=15" in ax.get_title()
+    assert "f (sigmoid)" in ax.get_title() and "wmc" in ax.get_title()
     with pytest.raises(ConfigError, match="no gate"):
         plots.saturation(d, "zz")
 
 
-def test_weight_grad_scatter_overlays_connection_blocks(diags):
-    ax = plots.weight_grad_vs_cell_norm(diags)
-    collections = ax.collections
-    # lstm has no cell connection; peephole and wmc draw W_ic, W_fc, W_oc each
-    assert len(collections) == 6
+def test_saturation_summary_draws_only_gates_that_saturate():
+    sat = {"i": np.zeros((4, 3)), "f": np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1.0]])}
+    d = D.Diagnosis(kind="x", label="x", task="t", loss=0.0, threshold=0.05, batch_size=1,
+                    hidden_size=3, saturation=sat, gate_activation={"i": "sigmoid",
+                                                                      "f": "sigmoid"},
+                    dx_norm=np.zeros(4))
+    ax = plots.saturation_summary(d)
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["x: f"]
+    np.testing.assert_allclose(lines[0].get_ydata(), [0, 100 / 3, 200 / 3, 100])
+    assert "never saturated" in ax.texts[0].get_text() and "x: i" in ax.texts[0].get_text()
+    assert plots.informative_gates(d) == ["f"]  # the all-zero i map is not drawn
+
+
+def test_weight_grad_panel_is_log_log_with_fitted_slopes(diags):
+    ax = plots.weight_grad_vs_cell_norm(diags, gate="i")
+    lines = ax.get_lines()
+    assert len(lines) == 2  # lstm has no W_ic; peephole and wmc draw one series each
     peephole = diags[1]
-    offsets = collections[0].get_offsets()
-    np.testing.assert_allclose(offsets[:, 0], peephole.state_norm("c", prev=True))
-    np.testing.assert_allclose(offsets[:, 1], peephole.grad_step_norm["W_ic"])
-    w_oc = collections[2].get_offsets()  # W_oc pairs with c_t, not c_{t-1}
-    np.testing.assert_allclose(w_oc[:, 0], peephole.state_norm("c"))
-    labels = [c.get_label() for c in collections]
-    assert any("wmc: W_ic" in lab for lab in labels) and ax.get_legend() is not None
-    assert "eq. (14)" in ax.get_title() and "eq. (21)" in ax.get_title()
-    assert ax.get_xlabel() and ax.get_ylabel()
+    np.testing.assert_allclose(lines[0].get_xdata(), peephole.state_norm("c", prev=True))
+    y = lines[0].get_ydata()
+    assert np.isnan(y[0]) and peephole.grad_step_norm["W_ic"][0] == 0  # c_{-1} = 0: no point
+    np.testing.assert_allclose(y[1:], peephole.grad_step_norm["W_ic"][1:])
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    term = plots.weight_grad_vs_cell_norm(diags, gate="o", what="term")
+    np.testing.assert_allclose(term.get_lines()[1].get_xdata(), diags[2].state_norm("c"))
+    np.testing.assert_allclose(term.get_lines()[1].get_ydata(), diags[2].term_norm["W_oc"])
+    assert "eq. 14/21" in term.get_title()
+    # T=15 steps span less than a decade of ||c||: no slope is claimed
+    assert "no slope" in lines[0].get_label()
     empty = plots.weight_grad_vs_cell_norm(diags[0])
-    assert not empty.collections and "no cell-connection" in empty.texts[0].get_text()
+    assert not empty.get_lines() and "no W_ic" in empty.texts[0].get_text()
+    with pytest.raises(ConfigError, match="gate must be"):
+        plots.weight_grad_vs_cell_norm(diags, gate="g")
+
+
+def test_fit_label_prints_the_slope_over_enough_decades():
+    x = np.logspace(0, 2, 20)
+    assert plots.fit_label(x, 3 * x) == "slope 1.00 (R² 1.00)"
 
 
 def test_grad_flow_is_on_a_log_axis_and_skips_zeros(diags):
@@ -109,15 +131,33 @@ def test_grad_flow_is_on_a_log_axis_and_skips_zeros(diags):
     assert "dL/dh_t" in lines[0].get_label() and ax.get_xlabel() == "time step t"
 
 
-def test_figures(diags):
-    fig = diags[2].plot()
+def test_figures_have_no_empty_panels_and_a_computed_takeaway(diags):
+    fig = plots.diagnosis_figure(diags[2])
     assert isinstance(fig, matplotlib.figure.Figure)
-    # 3 panels on top, 4 gate maps (i, f, g, o) with their 4 colour bars below
-    assert len(fig.axes) == 3 + 4 + 4
-    assert "wmc" in fig.get_suptitle()
+    assert all(ax.has_data() or ax.texts for ax in fig.axes if ax.get_label() != "<colorbar>")
+    assert "wmc" in fig.get_suptitle() and D.takeaway([diags[2]]) in fig.get_suptitle()
     fig = plots.comparison_figure(diags)
-    assert len(fig.axes) == 3 + 3 + 3
+    assert len(fig.axes) == 3 * 3
     assert all(name in fig.get_suptitle() for name in ("lstm", "peephole", "wmc"))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(set(titles)) == len(titles)  # no two panels share (or collide on) a title
+    regime = D.run_regime("pytorch-init")
+    fig = plots.comparison_figure(regime)
+    assert D.REGIMES["pytorch-init"].claim in fig.get_suptitle()
+    assert regime.takeaway() in fig.get_suptitle()
+
+
+def test_plots_imports_diagnostics_never_back():
+    import ast
+    from pathlib import Path
+
+    source = Path(D.__file__).read_text()
+    imported = {node.module for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(ast.parse(source))
+                 if isinstance(node, ast.Import) for alias in node.names}
+    assert not any("plots" in name for name in imported)
+    assert "_save_figure" not in source
 
 
 # ============================================================================================
@@ -154,6 +194,23 @@ def test_learning_curves_group_seeds_and_shade_the_standard_error(tmp_path):
     np.testing.assert_allclose(metric.get_lines()[0].get_ydata(), [0.9])
 
 
+def test_plot_run_legend_names_only_what_differs_and_never_pools_one_seed(tmp_path):
+    common = {"cell": "wmc", "lr": 0.01, "task_options": {"T": 50, "n_train": 128},
+              "eval_splits": ["test"]}
+    write_run(tmp_path, "a", {**common, "seed": 0}, [3.0, 2.0])
+    write_run(tmp_path, "a_again", {**common, "seed": 0}, [1.0, 1.0])  # same seed: a repeat
+    write_run(tmp_path, "b", {**common, "seed": 0, "task_options": {"T": 100, "n_train": 128}},
+              [4.0, 4.0])
+    groups = plots.group_runs([tmp_path])
+    assert set(groups) == {"task_options.T=50", "task_options.T=50 [a_again]",
+                           "task_options.T=100"}
+    assert all(len(runs) == 1 for runs in groups.values())
+    ax = plots.learning_curves([tmp_path], splits=["train"])
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert not any("seeds" in label for label in labels) and not ax.collections
+    assert plots.flatten_config({"a": {"b": [1, 2]}, "c": 1}) == {"a.b": (1, 2), "c": 1}
+
+
 def test_plot_run_command(tmp_path, capsys):
     from npcell.cli import main
 
@@ -175,13 +232,16 @@ def test_standard_panel_for_cells_without_c_or_gates(kind):
     if kind not in npcell.CELLS:
         pytest.skip(f"{kind} is not registered in this checkout")
     d = npcell.diagnose(npcell.make_cell(kind, 2, 3), np.ones((5, 2, 2)))
-    fig = d.plot()
-    assert len(fig.axes) == 3 + 2 * len(d.saturation)
+    fig = plots.diagnosis_figure(d)
+    gates = plots.informative_gates(d)
+    # norm, gradient flow, the saturation summary when there are gates; each informative map + bar
+    assert len(fig.axes) == 2 + bool(d.saturation) + 2 * len(gates)
     assert "h_t" in fig.axes[0].get_lines()[0].get_label()  # no c: the norm panel shows h
 
 
 def test_figure2_script_smoke(tmp_path):
-    """scripts/figure2_cell_norm.py end to end on a tiny model (2 SGD steps per cell)."""
+    """scripts/figure2_cell_norm.py end to end on a tiny model (2 SGD steps per cell) on real
+    sMNIST digits, with the options the Figure 2 investigation varies."""
     import importlib.util
     from pathlib import Path
 
@@ -190,6 +250,12 @@ def test_figure2_script_smoke(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "fig2.png"
+    numbers = tmp_path / "fig2.json"
     assert module.main(["--iterations", "2", "--records", "2", "--hidden", "4", "--batch", "8",
-                        "--out", str(out)]) == 0
+                        "--probe", "4", "--cell-init", "normal", "--forget-bias", "1",
+                        "--out", str(out), "--json", str(numbers)]) == 0
     assert out.stat().st_size > 10_000
+    written = json.loads(numbers.read_text())
+    assert [c["kind"] for c in written["cells"]] == ["lstm", "peephole", "wmc"]
+    assert "W_kc normal(1), forget bias 1" in written["setting"]
+    assert "peephole/wmc" in written["takeaway"]

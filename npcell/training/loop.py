@@ -57,7 +57,7 @@ from ..sequence import backward, forward
 from ..tasks import make_task
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .layers import Embedding, Linear, mse_loss, one_hot, softmax_cross_entropy
+from .layers import Embedding, Linear, check_tokens, mse_loss, one_hot, softmax_cross_entropy
 from .optim import clip_grad_norm, make_optimizer
 
 LN2 = math.log(2.0)
@@ -113,8 +113,19 @@ class SequenceModel:
 
     def _on_model_backend(self, batch):
         """Tasks hand out NumPy batches; under ``npcell.use_backend("cupy")`` the model's arrays
-        live on the GPU, so the batch moves there (a no-op on NumPy)."""
+        live on the GPU, so the batch moves there (a no-op on NumPy). The layers check token
+        ranges only on host arrays (on the GPU it would synchronise), so the batch is checked
+        here, while it is still on the host."""
         xp = self.cell.xp
+        if xp is numpy:
+            return batch
+        task = self.task
+        if task.inputs == "tokens":
+            check_tokens("batch.x", batch.x, task.input_size)
+        if task.loss != "mse":
+            check_tokens("batch.y", batch.y, task.num_outputs)
+            if batch.loss_mask is not None and not batch.loss_mask.any():
+                raise ConfigError("the batch's loss mask selects no position")
 
         def move(a):
             return None if a is None else xp.asarray(a)
@@ -125,11 +136,13 @@ class SequenceModel:
     def run(self, batch, *, need_grads=True, need_metric=None):
         """Forward (and backward) on one batch.
 
-        Returns (loss, stats, grads): loss is the batch mean the optimiser sees; stats holds sums
-        for aggregation over many batches: ``loss_sum``, ``count`` and, with ``need_metric``
-        (default: when no gradients are asked for, i.e. in evaluation), ``metric_sum``,
-        ``metric_count``; grads is keyed like ``params`` (None when need_grads is False). A
-        training step skips the accuracy: its argmax and host copy would be thrown away.
+        Returns (loss, stats, grads): loss is the batch mean the optimiser sees (a 0-d array on
+        the model's device: ``float(loss)`` reads it); stats holds sums for aggregation over
+        many batches: ``loss_sum``, ``count`` and, with ``need_metric`` (default: when no
+        gradients are asked for, i.e. in evaluation), ``metric_sum``, ``metric_count`` (numbers
+        or 0-d device arrays: nothing here reads a value back from the GPU); grads is keyed like
+        ``params`` (None when need_grads is False). A training step skips the accuracy: its
+        argmax would be thrown away.
         """
         need_metric = not need_grads if need_metric is None else need_metric
         task = self.task
@@ -151,12 +164,15 @@ class SequenceModel:
             stats["loss_sum"] = loss * count
             if task.metric == "bpc":
                 stats["metric_sum"], stats["metric_count"] = loss * count / LN2, count
-            elif need_metric:  # accuracy over the positions the metric mask selects
-                correct = to_numpy(y_pred.argmax(axis=-1) == batch.y)
-                mask = (numpy.ones_like(correct, dtype=bool) if batch.metric_mask is None
-                        else to_numpy(batch.metric_mask).astype(bool))
-                stats["metric_sum"] = float(correct[mask].sum())
-                stats["metric_count"] = int(mask.sum())
+            elif need_metric:  # accuracy over the positions the metric mask selects, on the device
+                correct = y_pred.argmax(axis=-1) == batch.y
+                if batch.metric_mask is None:
+                    stats["metric_count"] = batch.y.size
+                else:
+                    counted = batch.metric_mask.astype(bool)
+                    correct &= counted
+                    stats["metric_count"] = counted.sum()
+                stats["metric_sum"] = correct.sum()
         if not need_grads:
             return loss, stats, None
         grads_readout, dh_read = self.readout.backward(self.readout.params, dy, readout_cache)
@@ -183,6 +199,7 @@ class SequenceModel:
             _, stats, _ = self.run(batch, need_grads=False)
             for k in sums:
                 sums[k] += stats[k]
+        sums = {k: float(v) for k, v in sums.items()}  # one read-back per split, not per batch
         return {"loss": sums["loss_sum"] / sums["count"],
                 "metric": sums["metric_sum"] / max(sums["metric_count"], 1)}
 
@@ -336,6 +353,7 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
                 batch = task.batch("train", order[i * config.batch:(i + 1) * config.batch],
                                    epoch=epoch, dtype=config.dtype)
                 loss, _, grads = model.run(batch)
+                loss = float(loss)  # the step's one host-device synchronisation (logged loss)
                 if not math.isfinite(loss):
                     raise NonFiniteError(
                         f"training loss became {loss} at step {position['step'] + 1} (epoch "

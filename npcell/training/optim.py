@@ -22,29 +22,32 @@ from ..backend import array_module, to_numpy
 from ..errors import CheckpointError, ConfigError, ShapeError, key_difference, shape_str
 
 
-def global_grad_norm(grads) -> float:
-    """sqrt(sum over every tensor of sum(g^2)): the norm of all gradients as one vector."""
-    total = 0.0
-    for g in grads.values():
-        total += float((g * g).sum())
-    return math.sqrt(total)
+def global_grad_norm(grads):
+    """sqrt(sum over every tensor of sum(g^2)): the norm of all gradients as one vector.
+
+    A 0-d array on the gradients' device (a NumPy scalar on NumPy): summing on the device and
+    never reading the value back keeps a GPU training step free of synchronisation.
+    """
+    xp = array_module(*grads.values())
+    return xp.sqrt(sum((g * g).sum() for g in grads.values()))
 
 
-def clip_grad_norm(grads, max_norm) -> float:
+def clip_grad_norm(grads, max_norm):
     """Rescale every gradient in place so the global norm is at most ``max_norm``.
 
-    Returns the norm *before* clipping (what a log wants to show). Like PyTorch, the factor is
-    max_norm / (norm + 1e-6), applied only when it is below 1.
+    Returns the norm *before* clipping (what a log wants to show), as a 0-d array like
+    :func:`global_grad_norm`. Like PyTorch, the factor is max_norm / (norm + 1e-6), applied only
+    when it is below 1; a NaN/Inf norm leaves the gradients as they are (the training loop
+    decides what to do). The factor is computed and applied on the device: no ``if`` reads it.
     """
     if not max_norm > 0:
         raise ConfigError(f"max_norm must be > 0; got {max_norm!r}")
+    xp = array_module(*grads.values())
     norm = global_grad_norm(grads)
-    if not math.isfinite(norm):
-        return norm  # the training loop decides what to do with a NaN/Inf gradient
     scale = max_norm / (norm + 1e-6)
-    if scale < 1.0:
-        for g in grads.values():
-            g *= scale
+    scale = xp.where(xp.isfinite(norm) & (scale < 1.0), scale, 1.0)  # 1: leave as they are
+    for g in grads.values():
+        g *= scale.astype(g.dtype)  # a float64 factor must not upcast a float32 gradient
     return norm
 
 

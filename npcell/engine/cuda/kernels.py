@@ -21,6 +21,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from ...backend import xp_for
+
 
 @dataclass(frozen=True)
 class KernelSource:
@@ -80,10 +82,15 @@ LSTM_BACKWARD = KernelSource(
 )
 
 
-@functools.cache
 def _kernel(source: KernelSource):
-    import cupy  # only reached with CuPy arrays in hand
+    """The kernel object for ``source``, built by the CuPy module the backend holds (only
+    reached with CuPy arrays in hand, so CuPy has been imported)."""
+    return _build(xp_for("cupy"), source)
 
+
+@functools.cache
+def _build(cupy, source: KernelSource):
+    # Keyed by the module too: the tests swap in a CPU test double of CuPy and back.
     return cupy.ElementwiseKernel(source.in_params, source.out_params, source.body, source.name)
 
 
