@@ -128,7 +128,10 @@ def record_result(experiment, *, command, wall_s, ours, paper, notes):
            f"{paper} | {notes} |")
     lines = [line for line in text.rstrip("\n").split("\n")
              if not line.startswith(f"| {experiment} |")]
-    last_row = max(i for i, line in enumerate(lines) if line.startswith("|"))
+    # after the last row of the results table (the first table); later tables stay as they are
+    last_row = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    while last_row + 1 < len(lines) and lines[last_row + 1].startswith("|"):
+        last_row += 1
     lines.insert(last_row + 1, row)  # keep the table whole; prose below it stays below
     RESULTS.write_text("\n".join(lines) + "\n")
 
