@@ -86,19 +86,23 @@ def main(argv=None):
 
     summary, ours = {}, []
     for cell, (epochs, values) in curves.items():
-        mean, _ = rc.mean_and_stderr(values)
+        mean, se = rc.mean_and_stderr(values)
         below_01 = rc.first_epoch_below(epochs, mean, 0.1)
         below_001 = rc.first_epoch_below(epochs, mean, 0.01)
         sps = [r["steps_per_s"] for r in runs if r["cell"] == cell]
-        summary[cell] = {"final_mse": float(mean[-1]), "best_mse": float(mean.min()),
+        summary[cell] = {"final_mse": float(mean[-1]), "final_se": float(se[-1]),
+                         "best_mse": float(mean.min()),
                          "first_epoch_below_0.1": below_01, "first_epoch_below_0.01": below_001,
                          "steps_per_s": sum(sps) / len(sps)}
         ours.append(f"{cell}: final {mean[-1]:.4f}, MSE < 0.1 {_when(below_01, args)}, "
                     f"< 0.01 {_when(below_001, args)}, {summary[cell]['steps_per_s']:.2f} steps/s")
     order = sorted(summary, key=lambda c: (summary[c]["first_epoch_below_0.1"] or 10**9,
                                            summary[c]["final_mse"]))
+    tie = rc.no_separation([s["final_mse"] for s in summary.values()],
+                           [s["final_se"] for s in summary.values()])
     if all(summary[c]["first_epoch_below_0.1"] is None for c in summary):
-        verdict = f"no cell reached test MSE 0.1; final MSE order {' < '.join(order)}"
+        verdict = ("no cell reached test MSE 0.1; final MSE "
+                   + (tie if tie is not None and len(order) > 1 else f"order {' < '.join(order)}"))
     elif order[0] == "wmc":
         verdict = f"wmc converges first (order {' < '.join(order)})"
     else:
@@ -115,7 +119,8 @@ def main(argv=None):
     else:
         rc.record_result(f"adding T={args.T} ({args.optimizer})", command=command, wall_s=wall,
                          ours="; ".join(ours),
-                         paper=PAPER.get(args.T, PAPER[200] + " (T=200 row)"), notes=notes)
+                         paper=PAPER.get(args.T, f"paper: T=200/400 only (T=200: {PAPER[200]})"),
+                         notes=notes)
     print(verdict)
     for cell, s in summary.items():
         print(cell, s)

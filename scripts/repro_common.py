@@ -190,6 +190,18 @@ def common_arguments(parser, *, cells, epochs, steps_per_epoch, hidden):
     return parser
 
 
+def no_separation(finals, stderrs=(), tolerance=1e-3):
+    """'no separation (final values within X)' when the cells' final values are closer together
+    than the seeds' largest standard error or than ``tolerance``; else None (an order means
+    something). X is the spread rounded up to 4 decimals."""
+    finals = [float(v) for v in finals]
+    spread = max(finals) - min(finals)
+    if spread > max([tolerance, *map(float, stderrs)]):
+        return None
+    shown = max(math.ceil(spread * 1e4 - 1e-9), 1) / 1e4
+    return f"no separation (final values within {shown:.4f})"
+
+
 def compare_cells(args, *, experiment, base_config, metric_label, paper, higher_is_better,
                   baseline=None, baseline_label="baseline", split="test", notes=""):
     """Train ``args.cells`` x ``args.seeds`` from ``base_config`` (a TrainConfig dict without
@@ -230,7 +242,11 @@ def compare_cells(args, *, experiment, base_config, metric_label, paper, higher_
     order = sorted(summary, key=lambda c: summary[c]["final"], reverse=higher_is_better)
     verdict = "final " + metric_label + " order (best first): " + " > ".join(order)
     first, second = summary[order[0]], summary[order[1]] if len(order) > 1 else None
-    if second is not None and abs(first["final"] - second["final"]) <= max(
+    tie = no_separation([s["final"] for s in summary.values()],
+                        [s["final_se"] for s in summary.values()])
+    if tie is not None and len(order) > 1:
+        verdict = f"final {metric_label}: {tie}"
+    elif second is not None and abs(first["final"] - second["final"]) <= max(
             first["final_se"], second["final_se"], 1e-12):
         verdict += " (the top two are within one standard error: no separation)"
     write_summary(Path(args.out) / slug / "summary.json",

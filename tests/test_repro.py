@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -63,3 +62,16 @@ def test_results_and_figure_rows_are_replaced_not_duplicated(tmp_path, monkeypat
     rows = [line for line in rc.RESULTS.read_text().splitlines() if line.startswith("| copy")]
     assert rows == ["| copy T=100 | `python x.py` | " + rc.machine() + " | 2.0 min | a | b | c |"]
     assert (tmp_path / "README.md").read_text().count("`copy.png`") == 1
+
+
+def test_identical_final_values_are_no_separation_not_an_order():
+    # the adding T=100 SGD row: every cell at the 1/6 plateau, 0.1671 x 3
+    assert rc.no_separation([0.1671, 0.1671, 0.1671]) == \
+        "no separation (final values within 0.0001)"
+    assert rc.no_separation([0.17193, 0.17193, 0.17204]) == \
+        "no separation (final values within 0.0002)"
+    # a spread above 1e-3 but inside the seeds' standard error is still a tie
+    assert rc.no_separation([0.20, 0.198, 0.185], [0.001, 0.02, 0.003]) == \
+        "no separation (final values within 0.0150)"
+    # a spread larger than both the standard errors and 1e-3 leaves the order standing
+    assert rc.no_separation([0.0135, 0.0422, 0.0229], [0.002, 0.003, 0.004]) is None
