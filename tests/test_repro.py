@@ -75,3 +75,13 @@ def test_identical_final_values_are_no_separation_not_an_order():
         "no separation (final values within 0.0150)"
     # a spread larger than both the standard errors and 1e-3 leaves the order standing
     assert rc.no_separation([0.0135, 0.0422, 0.0229], [0.002, 0.003, 0.004]) is None
+
+
+def test_new_rows_go_into_the_results_table_not_a_later_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(rc, "RESULTS", tmp_path / "results.md")
+    rc.RESULTS.write_text(rc.RESULTS_HEADER.rstrip("\n") + "\n| old | c | m | 1 min | a | b | n |\n"
+                          "\n## Later\n\n| claim | held? |\n|---|---|\n| x | yes |\n")
+    rc.record_result("new", command="python x.py", wall_s=60.0, ours="a", paper="b", notes="c")
+    lines = rc.RESULTS.read_text().splitlines()
+    assert lines.index("| x | yes |") == len(lines) - 1
+    assert lines[lines.index("| old | c | m | 1 min | a | b | n |") + 1].startswith("| new |")
