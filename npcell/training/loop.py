@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -59,6 +60,13 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .layers import Embedding, Linear, check_tokens, mse_loss, one_hot, softmax_cross_entropy
 from .optim import clip_grad_norm, make_optimizer
+
+# tqdm.auto draws a notebook widget only with ipywidgets installed; without it, it falls back to
+# the text bar *and* prints a TqdmWarning into every notebook, so pick the text bar ourselves.
+if importlib.util.find_spec("ipywidgets") is not None:
+    from tqdm.auto import tqdm
+else:
+    from tqdm.std import tqdm
 
 LN2 = math.log(2.0)
 
@@ -260,8 +268,6 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
     Ctrl-C (SIGINT) finishes the current step, writes a checkpoint and raises KeyboardInterrupt;
     a second Ctrl-C aborts at once (the last checkpoint stays valid).
     """
-    from tqdm.auto import tqdm
-
     t_call = clock()
     config.validate()
     if max_minutes is not None:
