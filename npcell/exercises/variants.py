@@ -152,9 +152,8 @@ def _read(variant, gate, c) -> str:
     return f"tanh({z})" if variant.squash else z
 
 
-def helpers_source(variant: Variant) -> str:
-    """The activations the step functions use (plain NumPy, complex-safe)."""
-    text = '''def sigmoid(a):
+# The activations every exercise file is given (plain NumPy, complex-safe), as source text.
+ACTIVATIONS_SOURCE = '''def sigmoid(a):
     """Logistic sigmoid 1 / (1 + exp(-a)), written through tanh so it never overflows."""
     return 0.5 * (1.0 + numpy.tanh(0.5 * a))
 
@@ -172,6 +171,11 @@ def dtanh(t):
     """d tanh / d a from the output t = tanh(a)."""
     return 1.0 - t * t
 '''
+
+
+def helpers_source(variant: Variant) -> str:
+    """The activations the step functions use: ACTIVATIONS_SOURCE and the variant's candidate."""
+    text = ACTIVATIONS_SOURCE
     if variant.candidate != "tanh":
         expr, _, what = CANDIDATES[variant.candidate]
         text += f'''
