@@ -47,6 +47,8 @@ def add_cli_arguments(parser):
     parser.add_argument("--seed", type=int)
     parser.add_argument("--log-every", type=int, dest="log_every")
     parser.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    parser.add_argument("--stop-below", type=float, dest="stop_below", metavar="V",
+                        help="stop once the test metric (MSE, error) is below V: a solved run")
     for name, (kind, help_text) in _TASK_FLAGS.items():
         flag = "--" + name.replace("_", "-")
         if kind is bool:
@@ -77,7 +79,7 @@ def config_from_args(args) -> TrainConfig:
     config = preset_config(args.preset) if args.preset else TrainConfig()
     for name in ("task", "cell", "hidden", "embedding", "batch", "optimizer", "lr", "momentum",
                  "nesterov", "epochs", "steps_per_epoch", "dtype", "seed", "log_every",
-                 "checkpoint_every"):
+                 "checkpoint_every", "stop_below"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(config, name, value)

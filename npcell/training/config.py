@@ -54,6 +54,9 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
+    # stop once the first evaluation split's metric falls below this (a solved run: MSE or
+    # error rate); None: train every epoch. Budgeted replications use it to stop solved runs.
+    stop_below: float | None = None
     preset: str | None = None
 
     def validate(self):
@@ -68,6 +71,8 @@ class TrainConfig:
         check_real("lr", self.lr, above=0)
         if self.clip is not None:
             check_real("clip", self.clip, above=0)
+        if self.stop_below is not None:
+            check_real("stop_below", self.stop_below, above=0)
         resolve_dtype(self.dtype)
         check_int("seed", self.seed, low=0)
         return self

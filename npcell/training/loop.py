@@ -287,7 +287,8 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
     # ----- start or resume ---------------------------------------------------------------------
     history: list = []
     position = {"epoch": 0, "step_in_epoch": 0, "step": 0, "window_loss": 0.0,
-                "window_steps": 0, "evaluated_epoch": -1, "train_seconds": 0.0}
+                "window_steps": 0, "evaluated_epoch": -1, "train_seconds": 0.0,
+                "reached_stop_below": False}
     resumed_from = None
     if resume and paths["ckpt"].exists():
         arrays, meta = load_checkpoint(paths["ckpt"])
@@ -334,7 +335,7 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
     if position["evaluated_epoch"] < 0:
         final = evaluate(0)  # the curve starts at the untrained model
     total_steps = config.epochs * steps_per_epoch
-    already_finished = position["epoch"] >= config.epochs
+    already_finished = position["epoch"] >= config.epochs or position["reached_stop_below"]
     label = f"{config.cell} on {config.task}"
     use_bar, use_lines = _progress_mode(progress)
     bar = tqdm(total=total_steps, initial=position["step"], disable=not use_bar,
@@ -350,7 +351,7 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
         last_metric = next((r.get("metric") for r in reversed(history)
                             if r["split"] == config.eval_splits[0]), None)
     with bar, _DeferredInterrupt() as interrupt:
-        while position["epoch"] < config.epochs:
+        while position["epoch"] < config.epochs and not position["reached_stop_below"]:
             epoch = position["epoch"]
             order = numpy.random.default_rng([config.seed, 7, epoch]).permutation(n_train)
             while position["step_in_epoch"] < steps_per_epoch:
@@ -411,6 +412,8 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
             position["step_in_epoch"] = 0
             final = evaluate(position["epoch"])
             last_metric = final[config.eval_splits[0]]["metric"]
+            if config.stop_below is not None and last_metric < config.stop_below:
+                position["reached_stop_below"] = True  # solved: the checkpoint says so
             checkpoint()
             if deadline is not None and clock() >= deadline and position["epoch"] < config.epochs:
                 stopped_early = True  # the epoch's last step hit the limit: stop after its eval

@@ -1,0 +1,128 @@
+"""Multi-seed adding-problem replication (issue 25, claims A and B): steps to solve, per seed.
+
+The WMC paper (Fig. 3) says that on the adding problem at T=200 all three cells solve it and WMC
+converges first, and that at T=400 only WMC leaves the 1/6 baseline (SGD-Nesterov, H=128). Here
+every cell trains with fresh sequences at every step (no fixed training set), the test MSE is
+measured every ``--eval-every`` steps on ``--n-test`` held-out sequences, and a run stops when its
+test MSE falls below ``--stop-below`` (solved) or at ``--steps`` (the cap).
+
+Per run it records the first step with test MSE < 0.1 and < 0.01 (``None``: never within the cap),
+the last test MSE, steps/s and wall time, in ``OUT/summary.json``, and copies that file to
+``docs/replication/<tag>.json`` where docs/results.md reads it. Claim A::
+
+    python scripts/replicate_adding.py --T 200 --seeds 0 1 2 3 4 --jobs 2
+
+Claim B (the paper's optimiser at the same size; T=400 with Adam)::
+
+    python scripts/replicate_adding.py --T 200 --optimizer sgd --lr 1e-2 --seeds 0
+    python scripts/replicate_adding.py --T 400 --cells lstm wmc --seeds 0
+
+One BLAS thread per run; each run checkpoints every eval and resumes when started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import repro_common as rc  # noqa: E402
+
+THRESHOLDS = (0.1, 0.01)
+
+
+def first_step_below(history, threshold):
+    """The first logged step whose test MSE is below ``threshold`` (None: never)."""
+    for row in history:
+        if row["split"] == "test" and row["metric"] < threshold:
+            return row["step"]
+    return None
+
+
+def run_row(run, cap):
+    tests = [r for r in run["history"] if r["split"] == "test"]
+    return {"cell": run["cell"], "seed": run["seed"],
+            **{f"steps_below_{t:g}": first_step_below(run["history"], t) for t in THRESHOLDS},
+            "last_step": tests[-1]["step"], "last_test_mse": tests[-1]["metric"],
+            "min_test_mse": min(r["metric"] for r in tests), "cap": cap,
+            "steps_per_s": run["steps_per_s"], "wall_s": run["wall_s"]}
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=rc.ROOT, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "npcell"], capture_output=True,
+                               text=True, cwd=rc.ROOT, check=True).stdout.strip()
+        return out + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--T", type=int, default=200)
+    p.add_argument("--cells", nargs="+", default=["lstm", "peephole", "wmc"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--optimizer", default="adam", choices=["sgd", "adam"])
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=20_000, help="the cap on optimiser steps")
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--n-test", type=int, default=512)
+    p.add_argument("--stop-below", type=float, default=0.01,
+                   help="stop a run once its test MSE is below this (0: never stop early)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--jobs", type=int, default=1, help="joblib worker processes")
+    p.add_argument("--cluster", metavar="ADDRESS", help="a dask.distributed scheduler")
+    p.add_argument("--out", default="runs/replicate_adding")
+    p.add_argument("--tag", help="name of the summary (default: adding_T<T>_<optimizer>)")
+    args = p.parse_args(argv)
+
+    from npcell.training import TrainConfig
+
+    if args.steps % args.eval_every:
+        p.error(f"--steps must be a multiple of --eval-every; got {args.steps} and "
+                f"{args.eval_every}")
+    tag = args.tag or f"adding_T{args.T}_{args.optimizer}"
+    momentum = dict(momentum=0.9, nesterov=True) if args.optimizer == "sgd" else dict(
+        momentum=0.0, nesterov=False)
+    configs = [
+        TrainConfig(task="adding",
+                    task_options={"T": args.T, "n_train": args.batch * args.eval_every,
+                                  "n_test": args.n_test, "fresh": True},
+                    cell=cell, hidden=args.hidden, batch=args.batch, optimizer=args.optimizer,
+                    lr=args.lr, clip=1.0, epochs=args.steps // args.eval_every,
+                    steps_per_epoch=args.eval_every, dtype=args.dtype, seed=seed,
+                    log_every=args.eval_every, stop_below=args.stop_below or None, **momentum)
+        for seed in args.seeds for cell in args.cells
+    ]
+    t0 = time.perf_counter()
+    runs = rc.run_sweep(configs, Path(args.out) / tag, n_jobs=args.jobs, cluster=args.cluster)
+    rows = [run_row(r, args.steps) for r in runs]
+    summary = {"command": rc.command_line(), "commit": commit(), "dtype": args.dtype,
+               "blas_threads": 1, "seeds": args.seeds, "machine": rc.machine(),
+               "wall_s": time.perf_counter() - t0,
+               "cpu_s": sum(r["wall_s"] for r in rows),
+               "setup": {k: getattr(args, k) for k in ("T", "hidden", "batch", "optimizer", "lr",
+                                                       "steps", "eval_every", "n_test",
+                                                       "stop_below")},
+               "runs": rows}
+    for path in (Path(args.out) / tag / "summary.json",
+                 rc.ROOT / "docs" / "replication" / f"{tag}.json"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=1) + "\n")
+    for r in rows:
+        print(f"{r['cell']:>9} seed {r['seed']}: < 0.1 at {r['steps_below_0.1']}, "
+              f"< 0.01 at {r['steps_below_0.01']}, last MSE {r['last_test_mse']:.4f} "
+              f"(step {r['last_step']}), {r['steps_per_s']:.1f} steps/s")
+
+
+if __name__ == "__main__":
+    main()
