@@ -64,6 +64,19 @@ def commit() -> str:
         return "unknown"
 
 
+def write_summary(args, tag, setup, rows, wall_s):
+    """``OUT/<tag>/summary.json`` and ``SUMMARY_DIR/<tag>.json``: per-run rows plus what a
+    results row must record (command, commit, dtype, BLAS threads, seeds, wall and CPU time)."""
+    summary = {"command": rc.command_line(), "commit": commit(), "dtype": args.dtype,
+               "blas_threads": 1, "seeds": args.seeds, "machine": rc.machine(),
+               "wall_s": wall_s, "cpu_s": sum(r["wall_s"] for r in rows), "setup": setup,
+               "runs": rows}
+    for path in (Path(args.out) / tag / "summary.json", Path(args.summary_dir) / f"{tag}.json"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--T", type=int, default=200)
@@ -83,6 +96,8 @@ def main(argv=None):
     p.add_argument("--cluster", metavar="ADDRESS", help="a dask.distributed scheduler")
     p.add_argument("--out", default="runs/replicate_adding")
     p.add_argument("--tag", help="name of the summary (default: adding_T<T>_<optimizer>)")
+    p.add_argument("--summary-dir", default=str(rc.ROOT / "docs" / "replication"),
+                   help="where <tag>.json goes (docs/results.md reads docs/replication)")
     args = p.parse_args(argv)
 
     from npcell.training import TrainConfig
@@ -106,18 +121,9 @@ def main(argv=None):
     t0 = time.perf_counter()
     runs = rc.run_sweep(configs, Path(args.out) / tag, n_jobs=args.jobs, cluster=args.cluster)
     rows = [run_row(r, args.steps) for r in runs]
-    summary = {"command": rc.command_line(), "commit": commit(), "dtype": args.dtype,
-               "blas_threads": 1, "seeds": args.seeds, "machine": rc.machine(),
-               "wall_s": time.perf_counter() - t0,
-               "cpu_s": sum(r["wall_s"] for r in rows),
-               "setup": {k: getattr(args, k) for k in ("T", "hidden", "batch", "optimizer", "lr",
-                                                       "steps", "eval_every", "n_test",
-                                                       "stop_below")},
-               "runs": rows}
-    for path in (Path(args.out) / tag / "summary.json",
-                 rc.ROOT / "docs" / "replication" / f"{tag}.json"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary, indent=1) + "\n")
+    setup = {k: getattr(args, k) for k in ("T", "hidden", "batch", "optimizer", "lr", "steps",
+                                           "eval_every", "n_test", "stop_below")}
+    write_summary(args, tag, setup, rows, time.perf_counter() - t0)
     for r in rows:
         print(f"{r['cell']:>9} seed {r['seed']}: < 0.1 at {r['steps_below_0.1']}, "
               f"< 0.01 at {r['steps_below_0.01']}, last MSE {r['last_test_mse']:.4f} "

@@ -48,6 +48,13 @@ def run_sweep(configs, out_root, *, n_jobs=1, cluster=None):
     return sweep(configs, out_root, n_jobs=n_jobs, threads=1, cluster=cluster)
 
 
+def run_sweep_named(configs, out_root, names, *, n_jobs=1, cluster=None):
+    """:func:`run_sweep` with one run directory name per config (``out_root/<name>``)."""
+    from npcell.training.sweep import run_sweep as sweep
+
+    return sweep(configs, out_root, n_jobs=n_jobs, threads=1, cluster=cluster, names=names)
+
+
 def eval_curves(runs, split="test", key="metric"):
     """{cell: (epochs, values (n_seeds, n_epochs))} from run_sweep results."""
     import numpy
