@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,21 +52,10 @@ def run_row(run, cap):
             "steps_per_s": run["steps_per_s"], "wall_s": run["wall_s"]}
 
 
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=rc.ROOT, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "npcell"], capture_output=True,
-                               text=True, cwd=rc.ROOT, check=True).stdout.strip()
-        return out + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def write_summary(args, tag, setup, rows, wall_s):
     """``OUT/<tag>/summary.json`` and ``SUMMARY_DIR/<tag>.json``: per-run rows plus what a
     results row must record (command, commit, dtype, BLAS threads, seeds, wall and CPU time)."""
-    summary = {"command": rc.command_line(), "commit": commit(), "dtype": args.dtype,
+    summary = {"command": rc.command_line(), "commit": rc.commit(), "dtype": args.dtype,
                "blas_threads": 1, "seeds": args.seeds, "machine": rc.machine(),
                "wall_s": wall_s, "cpu_s": sum(r["wall_s"] for r in rows), "setup": setup,
                "runs": rows}

@@ -125,18 +125,36 @@ def machine() -> str:
     return f"{os.cpu_count()}-core {platform.machine()} CPU"
 
 
+def commit() -> str:
+    """The short commit of the checkout that ran, with ``+dirty`` when npcell/ has edits."""
+    import subprocess
+
+    try:
+        run = dict(capture_output=True, text=True, cwd=ROOT, check=True)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **run).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "npcell"], **run).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+RUN_TABLE_HEADER = "| experiment | command | machine | wall | ours | paper | scale-down and notes |"
+
+
 def record_result(experiment, *, command, wall_s, ours, paper, notes):
-    """Write (or replace) the row of ``experiment`` in docs/results.md."""
+    """Write (or replace) the row of ``experiment`` in the run table of docs/results.md (the
+    table headed by RUN_TABLE_HEADER; tables before and after it stay as they are)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     text = RESULTS.read_text() if RESULTS.exists() else RESULTS_HEADER
     if not text.startswith("# Reproductions"):
         text = RESULTS_HEADER
-    row = (f"| {experiment} | `{command}` | {machine()} | {wall_s / 60:.1f} min | {ours} | "
-           f"{paper} | {notes} |")
+    row = (f"| {experiment} | `{command}` | {machine()}, commit {commit()}, float32 unless "
+           f"noted, 1 BLAS thread | {wall_s / 60:.1f} min | {ours} | {paper} | {notes} |")
     lines = [line for line in text.rstrip("\n").split("\n")
              if not line.startswith(f"| {experiment} |")]
-    # after the last row of the results table (the first table); later tables stay as they are
-    last_row = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    if RUN_TABLE_HEADER not in lines:
+        lines += ["", *RESULTS_HEADER.split("\n")[-3:-1]]
+    last_row = lines.index(RUN_TABLE_HEADER)
     while last_row + 1 < len(lines) and lines[last_row + 1].startswith("|"):
         last_row += 1
     lines.insert(last_row + 1, row)  # keep the table whole; prose below it stays below
