@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test venv test-install docs bench gpu-check lint clean slow
+.PHONY: demo test venv test-install docs bench gpu-check lint clean slow replicate-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +49,8 @@ lint: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) docs/_build .pytest_cache .hypothesis
+
+# The replication of docs/results.md at toy size (minutes): the whole pipeline, nothing in
+# docs/ or figures/ changes. `scripts/replicate.sh full` is the recorded run (hours).
+replicate-smoke: $(VENV)/.installed-test
+	PYTHON=$(abspath $(BIN)/python) scripts/replicate.sh smoke

@@ -112,7 +112,8 @@ def main(argv=None):
     p.add_argument("--train-seeds", type=int, default=8)
     p.add_argument("--iterations", type=int, default=60)
     p.add_argument("--out", default="runs/figure2_distribution")
-    p.add_argument("--json", default=str(ROOT / "docs" / "replication" / "figure2_distribution.json"))
+    p.add_argument("--json",
+                   default=str(ROOT / "docs" / "replication" / "figure2_distribution.json"))
     p.add_argument("--figure", default=str(ROOT / "figures" / "figure2_distribution.png"))
     args = p.parse_args(argv)
     out = Path(args.out)

@@ -3,11 +3,13 @@ verdicts; and that docs/results.md says what it measured."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -96,3 +98,76 @@ def test_rows_skip_a_summary_table_that_comes_before_the_run_table(tmp_path, mon
     lines = rc.RESULTS.read_text().splitlines()
     assert lines[lines.index("| A | yes |") + 1] == ""  # the summary table got no row
     assert lines[-1].startswith("| new |")
+
+
+# ----- the pre-registered decision rules of docs/results.md (claims A and D) --------------------
+
+import replication_report as report  # noqa: E402
+
+
+def _adding(first_by_seed, cap=20_000):
+    """A summary where, per seed, the named cell reaches MSE < 0.01 first (the others later or
+    never)."""
+    runs = []
+    for seed, winner in enumerate(first_by_seed):
+        for k, cell in enumerate(("lstm", "peephole", "wmc")):
+            reached = 5_000 if cell == winner else (9_000 + 1_000 * k if k != 1 else None)
+            runs.append({"cell": cell, "seed": seed, "steps_below_0.1": reached,
+                         "steps_below_0.01": reached, "last_step": reached or cap,
+                         "last_test_mse": 0.009 if reached else 0.17, "cap": cap,
+                         "steps_per_s": 50.0, "wall_s": 60.0})
+    return {"seeds": list(range(len(first_by_seed))), "runs": runs, "command": "x",
+            "commit": "c", "dtype": "float32", "blas_threads": 1, "wall_s": 1, "cpu_s": 1,
+            "machine": "m", "setup": {"steps": cap, "T": 200, "hidden": 32}}
+
+
+def test_claim_a_is_supported_only_when_wmc_is_first_in_four_of_five_seeds():
+    assert report.verdict_a(_adding(["wmc"] * 4 + ["lstm"]))[0] == "supported"
+    assert report.verdict_a(_adding(["wmc"] * 3 + ["lstm"] * 2))[0] == "not separated"
+    assert report.verdict_a(_adding(["lstm"] * 4 + ["wmc"]))[0] == "contradicted"
+    # the peephole never got there in these summaries: "final MSE similar" fails
+    assert report.section_a(_adding(["wmc"] * 5))[1][2] == "not supported"
+
+
+def test_a_tie_has_no_single_first_and_a_cell_that_never_arrives_is_not_first():
+    summary = _adding(["wmc"])
+    for r in summary["runs"]:
+        r["steps_below_0.01"] = 5_000 if r["cell"] in ("wmc", "lstm") else None
+    assert report.firsts(summary, 0.01) == {0: "-"}
+    for r in summary["runs"]:
+        r["steps_below_0.01"] = None
+    assert report.firsts(summary, 0.01) == {0: None}
+
+
+def test_claim_d_compares_fw_lstms_lead_between_k_seed_by_seed():
+    def art(lead4, lead8):
+        runs = []
+        for seed, (a, b) in enumerate(zip(lead4, lead8)):
+            for K, lead in ((4, a), (8, b)):
+                runs += [{"K": K, "cell": "fw_rnn", "seed": seed, "test_accuracy": 0.3},
+                         {"K": K, "cell": "ln_lstm", "seed": seed, "test_accuracy": 0.25},
+                         {"K": K, "cell": "fw_lstm", "seed": seed, "test_accuracy": 0.3 + lead}]
+        return {"seeds": list(range(len(lead4))), "runs": runs, "command": "x", "commit": "c",
+                "dtype": "float32", "blas_threads": 1, "wall_s": 1, "cpu_s": 1, "machine": "m"}
+
+    verdict, _, best = report.section_d(art([0.1] * 5, [0.3] * 5))[1]
+    assert verdict == "supported" and best == {4: 5, 8: 5}
+    assert report.section_d(art([0.3] * 5, [0.1] * 5))[1][0] == "contradicted"
+    verdict, _, best = report.section_d(art([0.1, 0.3, 0.1, 0.3, 0.2], [0.2] * 5))[1]
+    assert verdict == "not separated"
+    assert report.section_d(art([-0.1] * 5, [-0.05] * 5))[1][2] == {4: 0, 8: 0}
+
+
+@pytest.mark.slow
+def test_the_whole_replication_pipeline_runs_at_toy_size(tmp_path):
+    import shutil
+    import subprocess
+
+    clone = tmp_path / "repo"
+    shutil.copytree(ROOT / "scripts", clone / "scripts")
+    (clone / "docs").mkdir()
+    done = subprocess.run(["bash", "scripts/replicate.sh", "smoke"], cwd=clone, text=True,
+                          capture_output=True, env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "== summary" in done.stdout and "claim A" in done.stdout
+    assert (clone / "runs/replicate-smoke/figures/replication_adding_T200.png").stat().st_size
