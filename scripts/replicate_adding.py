@@ -52,6 +52,21 @@ def run_row(run, cap):
             "steps_per_s": run["steps_per_s"], "wall_s": run["wall_s"]}
 
 
+def collect(configs, out_root):
+    """The sweep's rows read from its run directories (metrics.jsonl), for runs that exist."""
+    rows = []
+    for config in configs:
+        metrics = out_root / f"{config.cell}-s{config.seed}" / "metrics.jsonl"
+        if not metrics.exists():
+            continue
+        history = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+        wall = history[-1]["wall_s"] if history else 0.0
+        last_step = history[-1]["step"] if history else 0
+        rows.append({"cell": config.cell, "seed": config.seed, "history": history,
+                     "steps_per_s": last_step / wall if wall else 0.0, "wall_s": wall})
+    return rows
+
+
 def write_summary(args, tag, setup, rows, wall_s):
     """``OUT/<tag>/summary.json`` and ``SUMMARY_DIR/<tag>.json``: per-run rows plus what a
     results row must record (command, commit, dtype, BLAS threads, seeds, wall and CPU time)."""
@@ -84,6 +99,9 @@ def main(argv=None):
     p.add_argument("--cluster", metavar="ADDRESS", help="a dask.distributed scheduler")
     p.add_argument("--out", default="runs/replicate_adding")
     p.add_argument("--tag", help="name of the summary (default: adding_T<T>_<optimizer>)")
+    p.add_argument("--collect", action="store_true",
+                   help="train nothing: summarise the run directories as they are (partial "
+                        "runs say how far they got)")
     p.add_argument("--summary-dir", default=str(rc.ROOT / "docs" / "replication"),
                    help="where <tag>.json goes (docs/results.md reads docs/replication)")
     args = p.parse_args(argv)
@@ -107,7 +125,10 @@ def main(argv=None):
         for seed in args.seeds for cell in args.cells
     ]
     t0 = time.perf_counter()
-    runs = rc.run_sweep(configs, Path(args.out) / tag, n_jobs=args.jobs, cluster=args.cluster)
+    if args.collect:
+        runs = collect(configs, Path(args.out) / tag)
+    else:
+        runs = rc.run_sweep(configs, Path(args.out) / tag, n_jobs=args.jobs, cluster=args.cluster)
     rows = [run_row(r, args.steps) for r in runs]
     setup = {k: getattr(args, k) for k in ("T", "hidden", "batch", "optimizer", "lr", "steps",
                                            "eval_every", "n_test", "stop_below")}
