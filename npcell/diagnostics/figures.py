@@ -187,6 +187,8 @@ def _merge_equal(series):
         for m in members:
             cells.setdefault(m[0], []).append(m[1])
         names = "; ".join(f"{cell} {', '.join(gates)}" for cell, gates in cells.items())
+        if not values.any():
+            names = f"never saturated: {names}"
         out.append((names, color if len(cells) == 1 else SAME_COLOR, "-", values))
     return out
 
@@ -291,8 +293,9 @@ def weight_grad_vs_cell_norm(diags, ax=None, *, gate="i", what="full", against=N
     if against is None:
         flat = any(_decades(d.cell_read_norm(name)) < MIN_FIT_DECADES for _, d in drawn)
         against = "t" if flat else "c"
+    ys = [getattr(d, table)[name] for _, d in drawn]
     for k, (n, d) in enumerate(drawn):
-        x, y = d.cell_read_norm(name), getattr(d, table)[name]
+        x, y = d.cell_read_norm(name), ys[k]
         label = f"{d.label}: {fit_label(x, y)}"
         if against == "c":
             ax.plot(x, log_safe(y), MARKERS[k % len(MARKERS)], ms=2.5, color=colors[n],
@@ -302,7 +305,8 @@ def weight_grad_vs_cell_norm(diags, ax=None, *, gate="i", what="full", against=N
                     label=label)
     read = "‖c_t‖" if gate == "o" else "‖c_t-1‖"
     if ax.get_lines():
-        ax.set_yscale("log")
+        if against == "c" or _decades(numpy.concatenate(ys)) > 1.0:
+            ax.set_yscale("log")  # over t, a log axis only where the values span decades
         if against == "c":
             ax.set_xscale("log")
         ax.legend(loc="best", fontsize=7)
@@ -351,8 +355,21 @@ def _title(diags, caption, regime) -> str:
         lines.append(caption or f"regime {regime.name}: {regime.claim}")
     if regime is not None and regime.note:
         lines.append(f"construction: {regime.note}")
+    lines += _shape_note(diags)
     lines.append("data: " + takeaway(diags))
     return "\n".join(textwrap.fill(line, CAPTION_WIDTH) for line in lines)
+
+
+def _shape_note(diags) -> list[str]:
+    """When the cells read c through W_kc of different shapes, the line that says so: the
+    term of a full (H, H) W_kc is a norm over H² entries, a diagonal one's over H."""
+    shapes = {d.label: "diagonal (H)" if d.options.get("diagonal") else "full (H, H)"
+              for d in diags if d.term_norm}
+    if len(set(shapes.values())) < 2:
+        return []
+    root = numpy.sqrt(max(d.hidden_size for d in diags))
+    return ["W_kc shapes differ: " + ", ".join(f"{k} {v}" for k, v in shapes.items())
+            + f"; their term norms differ by about sqrt(H) = {root:.0f} from shape alone"]
 
 
 @_styled

@@ -47,7 +47,7 @@ REGIMES = {
         T=300, hidden=16, batch=16, biases={"b_i": 0.0, "b_f": 5.0, "b_g": 1.0},
         connection={"peephole": ("sign", 0.01), "wmc": ("sign", 1.0)}, diagonal=True,
         kinds=("peephole", "wmc"),
-        note="constructed: b_f = 5 and b_g = 1 make c grow every step; each cell gets its own "
+        note="b_f = 5 and b_g = 1 make c grow every step; each cell gets its own "
              "W_kc by construction, entries +-m: the peephole's m = 0.01 keeps its sigmoid "
              "linear, WMC's m = 1 saturates tanh from ‖c‖ ~ 3 (with one shared W_kc the "
              "peephole's gate saturates and its term goes flat)"),
