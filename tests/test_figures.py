@@ -8,12 +8,11 @@ import pytest
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from figure_checks import figure_problems  # noqa: E402 - tests/figure_checks.py
 
 import npcell  # noqa: E402
 from npcell import diagnostics as D  # noqa: E402
 from npcell.tasks.adding import make_batch  # noqa: E402
-
-from figure_checks import figure_problems  # noqa: E402 - tests/figure_checks.py
 
 
 def diagnose_adding():

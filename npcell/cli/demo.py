@@ -32,7 +32,9 @@ KINDS = ("lstm", "peephole", "wmc")
 
 def add_cli_arguments(parser):
     parser.add_argument("--out", default="figures", help="directory for the figures")
-    parser.add_argument("--T", type=int, default=400, help="length of the step-2 sequence (steps 3 and 4 use their regimes' settings)")
+    parser.add_argument("--T", type=int, default=400,
+                        help="length of the step-2 sequence (steps 3 and 4 use their regimes' "
+                             "settings)")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
 
