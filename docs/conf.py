@@ -46,7 +46,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 for name in ("MPLBACKEND", "NPCELL_QUICK"):
     os.environ.pop(name, None)
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "tutorials/*.py", "_generated"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "tutorials/*.py"]
 html_theme = "pydata_sphinx_theme" if __import__("importlib").util.find_spec(
     "pydata_sphinx_theme") else "alabaster"
 html_title = "npcell"
@@ -78,22 +78,14 @@ def _copy_notebooks(app):
 
 
 def _bug_table(app):
-    """docs/_generated/bugs.md: the planted-bug catalogue as a table (read from the code)."""
-    from npcell.exercises import BUGS
+    """Keep the planted-bug table in docs/exercises.md (between its markers) equal to the
+    catalogue; the file is then complete as plain Markdown too."""
+    from npcell.exercises.guide import with_bug_table
 
-    lines = ["| bug | exercise | what is wrong | named variable | shows in |",
-             "|---|---|---|---|---|"]
-    for bug in BUGS.values():
-        where = ", ".join(f"`{w}`" for w in bug.where[:4]) + (", ..." if len(bug.where) > 4 else "")
-        description = bug.description.replace("|", "\\|")
-        lines.append(f"| `{bug.name}` | {bug.exercise} | {description} | `{bug.variable}` | "
-                     f"{where} |")
-    out = DOCS / "_generated"
-    out.mkdir(exist_ok=True)
-    text = "\n".join(lines) + "\n"
-    path = out / "bugs.md"
-    if not path.exists() or path.read_text() != text:  # unchanged files keep the build incremental
-        path.write_text(text)
+    path = DOCS / "exercises.md"
+    text = path.read_text()
+    if with_bug_table(text) != text:  # unchanged files keep the build incremental
+        path.write_text(with_bug_table(text))
 
 
 _FIELD = re.compile(r"^\w+ : \S")  # "name : text", the plain-text field style of the docstrings

@@ -85,14 +85,15 @@ def test_saturation_summary_draws_only_gates_that_saturate():
                     dx_norm=np.zeros(4))
     ax = plots.saturation_summary(d)
     lines = ax.get_lines()
-    assert [line.get_label() for line in lines] == ["x: f"]
-    np.testing.assert_allclose(lines[0].get_ydata(), [0, 100 / 3, 200 / 3, 100])
-    assert "never saturated" in ax.texts[0].get_text() and "x: i" in ax.texts[0].get_text()
+    assert [line.get_label() for line in lines] == ["x: i", "x: f"]
+    np.testing.assert_allclose(lines[0].get_ydata(), 0)  # never saturated: a line at 0%, no text
+    np.testing.assert_allclose(lines[1].get_ydata(), [0, 100 / 3, 200 / 3, 100])
+    assert not ax.texts
     assert plots.informative_gates(d) == ["f"]  # the all-zero i map is not drawn
 
 
 def test_weight_grad_panel_is_log_log_with_fitted_slopes(diags):
-    ax = plots.weight_grad_vs_cell_norm(diags, gate="i")
+    ax = plots.weight_grad_vs_cell_norm(diags, gate="i", against="c")
     lines = ax.get_lines()
     assert len(lines) == 2  # lstm has no W_ic; peephole and wmc draw one series each
     peephole = diags[1]
@@ -101,12 +102,17 @@ def test_weight_grad_panel_is_log_log_with_fitted_slopes(diags):
     assert np.isnan(y[0]) and peephole.grad_step_norm["W_ic"][0] == 0  # c_{-1} = 0: no point
     np.testing.assert_allclose(y[1:], peephole.grad_step_norm["W_ic"][1:])
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    term = plots.weight_grad_vs_cell_norm(diags, gate="o", what="term")
+    term = plots.weight_grad_vs_cell_norm(diags, gate="o", what="term", against="c")
     np.testing.assert_allclose(term.get_lines()[1].get_xdata(), diags[2].state_norm("c"))
     np.testing.assert_allclose(term.get_lines()[1].get_ydata(), diags[2].term_norm["W_oc"])
     assert "eq. 14/21" in term.get_title()
     # T=15 steps span less than a decade of ||c||: no slope is claimed
     assert "no slope" in lines[0].get_label()
+    # by default a flat ||c|| (< 1 decade) is not an x axis: the values are drawn over t
+    over_t = plots.weight_grad_vs_cell_norm(diags, gate="i")
+    assert over_t.get_xscale() == "linear" and over_t.get_yscale() == "log"
+    np.testing.assert_array_equal(over_t.get_lines()[0].get_xdata(), np.arange(15))
+    assert "over t" in over_t.get_title()
     empty = plots.weight_grad_vs_cell_norm(diags[0])
     assert not empty.get_lines() and "no W_ic" in empty.texts[0].get_text()
     with pytest.raises(ConfigError, match="gate must be"):
@@ -115,7 +121,10 @@ def test_weight_grad_panel_is_log_log_with_fitted_slopes(diags):
 
 def test_fit_label_prints_the_slope_over_enough_decades():
     x = np.logspace(0, 2, 20)
-    assert plots.fit_label(x, 3 * x) == "slope 1.00 (R² 1.00)"
+    assert plots.fit_label(x, 3 * x) == "slope 1.00 (R² 1.00, 2.0 decades)"
+    assert plots.fit_label(x[:8], 3 * x[:8]) == "no slope (‖c‖ spans 0.7 decades)"
+    noise = np.random.default_rng(0).lognormal(0.0, 3.0, size=20)  # y unrelated to x
+    assert plots.fit_label(x, noise).startswith("no slope (R² 0.")
 
 
 def test_grad_flow_is_on_a_log_axis_and_skips_zeros(diags):

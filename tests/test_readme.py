@@ -21,4 +21,10 @@ def test_readme_python_blocks_run():
     assert namespace["h"].shape == (100, 8, 32)
     assert set(namespace["grads"]) == set(namespace["cell"].params)
     assert len(namespace["comparison"]) == 3
+    # what the comments next to the examples promise
+    assert isinstance(namespace["fig"], matplotlib.figure.Figure)
+    assert "no slope" in namespace["comparison"].takeaway()
+    peephole = namespace["regime"][0].loglog_slopes()["W_ic"]["term"]
+    assert peephole.quotable and 0.8 < peephole.slope < 1.0
+    assert "‖c‖^0.9" in namespace["regime"].takeaway()
     plt.close("all")

@@ -50,7 +50,9 @@ def slope_table(result) -> str:
     lines = ["log-log slope against the ‖c‖ read (term = eq. 14/21 alone, full = dL/dW_kc):"]
     for d in result:
         for name, fits in d.loglog_slopes().items():
-            cells = "; ".join(f"{what} {fit}" for what, fit in fits.items())
+            # a slope only where the fit carries it (LogLogFit.quotable); else why not
+            cells = "; ".join(f"{what} {fit if fit.quotable else fit.label()}"
+                              for what, fit in fits.items())
             lines.append(f"  {d.label:<22} {name}: {cells}")
     return "\n".join(lines) if len(lines) > 1 else "no cell reads c: no slopes"
 

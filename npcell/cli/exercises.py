@@ -1,4 +1,4 @@
-"""``npcell exercises list | new | check | package | notebook | bugs | plant``.
+"""``npcell exercises list | new | check | package | notebook | bugs | plant | guide``.
 
 ``check`` exits 0 when the file passes, 1 when it is graded and loses points, and 2 when it
 could not be graded at all (syntax error, exit call, timeout, flagged) with ``--format text|json``;
@@ -27,6 +27,7 @@ from ..exercises import (
 )
 from ..exercises import package as packaging
 from ..exercises.formats import PLATFORM_FORMATS
+from ..exercises.guide import guide_path
 
 
 def add_cli_arguments(parser):
@@ -80,6 +81,8 @@ def add_cli_arguments(parser):
     p.add_argument("--variant", type=int, default=None, metavar="SEED")
     p.add_argument("--force", action="store_true", help="overwrite an existing notebook")
     sub.add_parser("bugs", help="list the planted-bug catalogue")
+    sub.add_parser("guide", help="print the exercise guide installed with npcell (how grading "
+                                 "works, what its messages mean, the bug catalogue)")
     p = sub.add_parser("plant", help="write the solution file with one planted bug into DIR")
     p.add_argument("bug", metavar="BUG", help="bug name (see `npcell exercises bugs`)")
     p.add_argument("directory", metavar="DIR")
@@ -144,6 +147,9 @@ def _write_new(path_fn, what):
 
 
 def cli_main(args) -> int:
+    if args.action == "guide":
+        print(guide_path().read_text(encoding="utf-8"), end="")
+        return 0
     if args.action == "list":
         for ex in EXERCISES.values():
             print(f"{ex.name:<18} {ex.title}")
@@ -156,7 +162,8 @@ def cli_main(args) -> int:
         variant = None if seed is None else draw(ex.name, seed)
         return _write_new(lambda: write_exercise(ex, args.directory, solution=args.solution,
                                                  variant=variant, force=args.force),
-                          f"grade it with: npcell exercises check {args.directory}/{ex.name}.py")
+                          "grade it with: npcell exercises check "
+                          f"{Path(args.directory) / ex.name}.py")
     if args.action == "bugs":
         for bug in BUGS.values():
             print(f"{bug.name:<36} [{bug.exercise}] {bug.description}  (names: {bug.variable})")

@@ -2,7 +2,8 @@
 
 Each subcommand is one module of npcell/cli/ with a pair ``add_cli_arguments(parser)`` /
 ``cli_main(args) -> int``; this file only wires them up, catches
-npcell's own errors (exit 2, one line, no traceback unless ``--debug``) and picks the exit code.
+npcell's own errors (exit 2, one line, no traceback unless ``--debug``), ends quietly when the
+reader of its output closes the pipe (``npcell ... | head``) and picks the exit code.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 from ..errors import NpcellError, UsageError
@@ -65,7 +67,9 @@ def main(argv=None) -> int:
     if extra:  # reported by the subcommand's parser, so the message names the command
         parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return status
     except (NpcellError, UsageError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
         if args.debug:
             raise
@@ -74,6 +78,19 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"npcell {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (``npcell ... | head``): stop quietly, as cat does.
+
+    stdout is pointed at /dev/null so that Python's own flush at exit does not raise the same
+    error again; 141 = 128 + SIGPIPE, the status a shell gives a command stopped that way.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ _TARGET = r"[A-Za-z_][\w\[\]\"'.]*"
 _ASSIGNED = re.compile(rf"^\s*({_TARGET}(?:\s*,\s*{_TARGET})*)\s*[+\-*]?=(?!=)")
 
 
-DOCS = "docs/exercises.md in the npcell documentation"
+DOCS = "the guide installed with npcell: run  npcell exercises guide"
 
 # What a GRU file is given besides its forward: plain NumPy versions of npcell's activations
 _GIVEN_OPS = '''def array_module(a):

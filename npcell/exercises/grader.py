@@ -555,9 +555,9 @@ def _compare(name, yours, want, shifted, report) -> TensorCheck:
             return TensorCheck(name, False, math.inf, "is not an array of numbers")
         return TensorCheck(name, False, math.inf, "is missing from what you return")
     if yours.shape != want.shape:
-        hint = _shape_hint(yours.shape, want.shape).strip(" ()")
+        # _shape_hint gives " (why?)" or "": used as is, so its own parentheses stay balanced
         return TensorCheck(name, False, math.inf, f"has shape {yours.shape}, expected "
-                           f"{want.shape}" + (f" ({hint})" if hint else ""))
+                           f"{want.shape}{_shape_hint(yours.shape, want.shape)}")
     bad = ~numpy.isfinite(yours)
     if bad.any():
         index = tuple(int(i) for i in numpy.argwhere(bad)[0])
