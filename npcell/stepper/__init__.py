@@ -20,9 +20,9 @@ from ..exercises import sandbox, variants
 from ..exercises.generator import read_header
 from ..sequence import as_array, check_input
 from . import check as checking
-from .record import check_kind, loss_gradient, record
+from .record import check_kind, loss_gradient, record_walk
 from .source import reference_lines
-from .widget import StepperView, StepperWidget
+from .widget import StepperView, widget_class
 
 MAX_CELLS = 3
 
@@ -74,8 +74,9 @@ def stepper(cell, x, student=None, *, dh=None, loss="last", seed=0, mode="backwa
         L = sum_t r_t . h_t (``loss='every'``).
     mode : 'backward' (starts at t = T-1, where BPTT starts) or 'forward' (starts at t = 0).
 
-    Returns a :class:`StepperWidget` (anywidget installed) or a :class:`StepperView`: ``step``,
-    ``step_back()``, ``step_forward()``, ``jump(t)``, ``shown()``, ``check``, ``save_html(p)``.
+    Returns a StepperWidget (:func:`widget_class`; anywidget installed) or a
+    :class:`StepperView`, both with ``step``, ``step_back()``, ``step_forward()``, ``jump(t)``,
+    ``shown()``, ``check`` and ``save_html(path)``.
     """
     cells = _cells(cell)
     walks, arrays = {}, {}
@@ -87,7 +88,7 @@ def stepper(cell, x, student=None, *, dh=None, loss="last", seed=0, mode="backwa
                                 dtype=c.dtype)
         else:
             grad = as_array(c, dh, "dh")
-        walk, arrays[c.kind] = record(c, xs, grad)
+        walk, arrays[c.kind] = record_walk(c, xs, grad)
         walks[c.kind] = walk | {"source": reference_lines(c.kind)}
     result = None
     if student is not None:
@@ -99,8 +100,8 @@ def stepper(cell, x, student=None, *, dh=None, loss="last", seed=0, mode="backwa
     data = {"T": T, "walks": walks, "check": None if result is None else result.to_dict()}
     first = cells[0].kind if result is None else result.kind
     start = (T - 1 if mode == "backward" else 0) if step is None else step
-    cls = StepperWidget or StepperView
+    cls = widget_class() or StepperView
     return cls(data, arrays, result, step=start, mode=mode, kind=first)
 
 
-__all__ = ["StepperView", "StepperWidget", "stepper"]
+__all__ = ["StepperView", "stepper", "widget_class"]

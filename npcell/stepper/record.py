@@ -102,7 +102,7 @@ def _forward_step(cell, p, cache):
     return {**step, "saturated": sat, "reads": reads}
 
 
-def record(cell, x, dh):
+def record_walk(cell, x, dh):
     """Forward and BPTT of ``cell`` over x (T, B, X) with dL/dh = dh (T, B, H).
 
     Returns (walk, arrays): ``walk`` is the JSON-ready dict the page reads; ``arrays`` holds the

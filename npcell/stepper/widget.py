@@ -8,19 +8,15 @@ Synced state: ``data`` (the recorded walks, reference lines and check verdicts; 
 
 from __future__ import annotations
 
+import functools
 import html
+import importlib.util
 from pathlib import Path
 
 import numpy
 
 from ..errors import ConfigError
 from .page import CSS, ESM, page_html
-
-try:  # an optional extra; the plain StepperView below needs nothing
-    import anywidget
-    import traitlets
-except ImportError:  # pragma: no cover - exercised on installs without the extra
-    anywidget = None
 
 MODES = ("forward", "backward")
 
@@ -81,7 +77,15 @@ class _StepperAPI:
             raise ConfigError(f"mode must be one of {MODES}; got {mode!r}")
 
 
-if anywidget is not None:
+@functools.cache
+def widget_class():
+    """StepperWidget, an anywidget.AnyWidget subclass, or None without the extra. anywidget
+    (with ipywidgets) is imported on first use, as matplotlib is, so ``import npcell`` stays
+    light."""
+    if importlib.util.find_spec("anywidget") is None:
+        return None
+    import anywidget
+    import traitlets
 
     class StepperWidget(_StepperAPI, anywidget.AnyWidget):
         """The BPTT stepper as an anywidget (JupyterLab, Notebook 7, VS Code, Colab)."""
@@ -101,8 +105,8 @@ if anywidget is not None:
         def __repr__(self):
             return (f"StepperWidget(kind={self.kind!r}, T={self.T}, step={self.step}, "
                     f"mode={self.mode!r})")
-else:
-    StepperWidget = None
+
+    return StepperWidget
 
 
 class StepperView(_StepperAPI):
