@@ -3,6 +3,7 @@ reference lines are the real source, check mode names the first wrong step and v
 page is self-contained, and the CLI's user errors are one line with exit code 2."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -296,3 +297,16 @@ def test_student_function_runs_in_the_child_not_here(tmp_path, monkeypatch):
     exec(compile("def f(params, dstate, cache):\n    pass\n", "<typed>", "exec"), ns)
     with pytest.raises(npcell.ConfigError, match="cannot read the source"):
         _check("lstm", ns["f"])  # no source to send to the child: refused, never run here
+
+
+@pytest.mark.parametrize("ci,outcome", [("", "1 skipped"),
+                                        ("true", "browser tests must run in CI")])
+def test_browser_tests_skip_without_chromium_but_fail_under_ci(tmp_path, ci, outcome):
+    env = {**os.environ, "NPCELL_CHROMIUM": str(tmp_path / "no-chromium"),
+           "CI": ci}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                          str(ROOT / "tests" / "test_stepper_browser.py"), "-k",
+                          "correct_file_has_no_wrong_step"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert outcome in run.stdout and "no Chromium at" in run.stdout, run.stdout[-2000:]
+    assert ("passed" in run.stdout.splitlines()[-1]) is False

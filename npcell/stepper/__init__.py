@@ -100,6 +100,8 @@ def stepper(cell, x, student=None, *, dh=None, loss="last", seed=0, mode="backwa
     data = {"T": T, "walks": walks, "check": None if result is None else result.to_dict()}
     first = cells[0].kind if result is None else result.kind
     start = (T - 1 if mode == "backward" else 0) if step is None else step
+    if not (isinstance(start, int) and 0 <= start < T):
+        raise ConfigError(f"step must be an int in 0 ... {T - 1}; got {start!r}")
     cls = widget_class() or StepperView
     return cls(data, arrays, result, step=start, mode=mode, kind=first)
 

@@ -94,7 +94,7 @@ def widget_class():
         _css = CSS
         data = traitlets.Dict().tag(sync=True)
         step = traitlets.Int(0).tag(sync=True)
-        mode = traitlets.Unicode("backward").tag(sync=True)
+        mode = traitlets.Enum(MODES, "backward").tag(sync=True)
         kind = traitlets.Unicode("").tag(sync=True)
 
         def __init__(self, data, arrays, check, *, step, mode, kind):
