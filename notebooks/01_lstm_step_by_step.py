@@ -46,6 +46,7 @@ import os
 
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import display
 
 import npcell
 from npcell.cells.ops import dsigmoid, dtanh, sigmoid
@@ -154,6 +155,39 @@ print("max |h difference|:", np.abs(h_fused - h_step).max())
 print("max |dW difference|:", max(np.abs(g_fused[k] - g_step[k]).max() for k in g_fused))
 
 # %% [markdown]
+# ## Walk the backward pass step by step
+# `npcell.stepper` shows the same BPTT one step at a time: at step t, what arrives
+# ($\partial L/\partial h_t$ = the loss's part + the part carried from t+1, and the carried
+# $\partial L/\partial c_t$), each local gradient beside the line of `lstm_step_backward` that
+# computes it with its `# eq. (N)` tag, the weight gradients summed so far, and the carries'
+# norms over t. Click ◀ / ▶ (or use the arrow keys); switch to *forward* to see the gates. It
+# starts at t = T-1, where BPTT starts. `view.save_html("page.html")` writes it as one page.
+
+# %%
+T_walk = 10
+view = npcell.stepper(cell, x[:T_walk], dh=dh_seq[:T_walk])
+view.step_back().step_back()  # from t = 9 down to t = 7, as the ◀ button does
+display(view)  # the widget (an anywidget); without the extra, the same page in an iframe
+
+# %% [markdown]
+# What the view shows at a step is `npcell.backward`'s own number there (its `on_step` hook
+# sees every step of the one BPTT loop):
+
+# %%
+seen = {}
+_, _, cache_walk = npcell.forward(cell, x[:T_walk], fused=False)
+npcell.backward(cell, dh_seq[:T_walk], cache_walk,
+                on_step=lambda t, dstate_t, grads_t, dx_t, prev: seen.setdefault(t, (dstate_t, prev)))
+shown = view.shown()
+dstate_7, prev_7 = seen[view.step]
+stepper_gap = max(np.abs(shown["dh"] - dstate_7["h"]).max(),
+                  np.abs(shown["dc_carried"] - dstate_7["c"]).max(),
+                  np.abs(shown["dc_prev"] - prev_7["c"]).max(),
+                  np.abs(shown["dh_prev"] - prev_7["h"]).max())
+print(f"step {view.step}: stepper vs npcell.backward, max difference {stepper_gap:.1e}")
+print("dc_prev is computed by:", view.data["walks"]["lstm"]["source"]["dc_prev"]["code"])
+
+# %% [markdown]
 # ## Gradient check
 # Central differences in float64 against the analytic gradients. `fast` mode checks one random
 # direction per tensor, per gate block and per time step (2 forwards each); `full` checks every
@@ -199,8 +233,10 @@ near_edge = {gate: float(np.mean([(np.abs(step[gate][0] - 0.5) > 0.45) for step 
              for gate in ["i", "f", "o"]}
 path_gap = max(np.abs(h_fused - h_step).max(), max(np.abs(g_fused[k] - g_step[k]).max() for k in g_fused))
 assert report.ok and path_gap < 1e-10
+assert view.step == 7 and stepper_gap == 0.0
 assert np.allclose(dW_ih, grads_t["W_ih"]) and np.allclose(dc_prev, dstate_prev["c"])
 print(f"Take-away: the hand-written step backward matches cell.step_backward; the fused and "
       f"stepwise drivers agree to {path_gap:.1e}; gradcheck passes (worst relative error "
-      f"{report.max_rel_error:.1e}); at PyTorch's init the gates rarely sit near 0 or 1 "
+      f"{report.max_rel_error:.1e}); the stepper shows npcell.backward's own values at step "
+      f"{view.step}; at PyTorch's init the gates rarely sit near 0 or 1 "
       f"({', '.join(f'{g} {100 * v:.0f}%' for g, v in near_edge.items())} of (t, unit)).")

@@ -5,6 +5,7 @@
     h, state, cache = npcell.forward(cell, x)           # x: (T, B, X)
     grads, dx, dstate0 = npcell.backward(cell, dh, cache)
     print(npcell.gradcheck(cell, x))
+    view = npcell.stepper(cell, x)                      # walk BPTT step by step (Jupyter)
 """
 
 from . import plots  # matplotlib itself is imported only when a plot is drawn
@@ -25,6 +26,7 @@ from .errors import (
 )
 from .gradcheck import GradcheckReport, gradcheck
 from .sequence import SequenceCache, backward, estimate_cache_bytes, forward
+from .stepper import stepper
 
 __version__ = "0.1.0"
 
@@ -56,5 +58,6 @@ __all__ = [
     "make_cell",
     "plots",
     "set_memory_limit",
+    "stepper",
     "use_backend",
 ]

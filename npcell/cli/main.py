@@ -25,6 +25,7 @@ COMMANDS = {
     "plot-run": ("npcell.cli.plot_run", "learning curves of one or more run directories"),
     "bench": ("npcell.cli.bench", "time npcell against PyTorch (ratios, JSON + markdown)"),
     "exercises": ("npcell.cli.exercises", "list, create and auto-grade gradient exercises"),
+    "stepper": ("npcell.cli.stepper", "write the interactive BPTT stepper as one HTML page"),
 }
 
 
