@@ -1,7 +1,9 @@
 """The child side of the sandbox: runs ONE student file on the inputs the grader wrote.
 
-Started by :mod:`npcell.exercises.sandbox` as ``python -I _child.py STUDENT.py WORKDIR`` in a
-fresh interpreter (so nothing the student does can reach the grading process). It reads
+Started by :mod:`npcell.exercises.sandbox` as ``python -I -S _child.py STUDENT.py WORKDIR
+NUMPY_PARENT`` in a fresh interpreter, usually as another user in its own namespaces (so nothing
+the student does can reach the grading process). This file and ``fd_functions.py`` are copied
+into WORKDIR: they are all of npcell the child gets, and use only the standard library and NumPy. It reads
 ``WORKDIR/job.json`` and ``WORKDIR/inputs.npz``, calls the student's function once per case on
 fresh copies of every input, and writes what came back to ``WORKDIR/outputs.npz`` (arrays only,
 read back with ``allow_pickle=False``) and ``WORKDIR/status.json``. It computes no score: the
@@ -27,7 +29,9 @@ import sys
 import traceback
 import types
 
-import numpy
+if len(sys.argv) > 3:  # -S: no site-packages; NumPy's folder is the one path the child gets
+    sys.path.insert(0, sys.argv[3])
+import numpy  # noqa: E402
 
 _IDENT = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 # Taken before the student's code runs, so rebinding them in the student's module changes nothing
