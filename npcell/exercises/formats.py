@@ -16,6 +16,8 @@ import json
 import math
 from xml.etree import ElementTree
 
+from ..errors import ConfigError
+
 FORMATS = ("text", "json", "gradescope", "prairielearn", "junit")
 PLATFORM_FORMATS = ("gradescope", "prairielearn", "junit")
 
@@ -23,7 +25,7 @@ PLATFORM_FORMATS = ("gradescope", "prairielearn", "junit")
 def render(grade, fmt: str) -> str:
     """The document ``fmt`` of ``grade`` as text."""
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}; got {fmt!r}")
+        raise ConfigError(f"format must be one of {FORMATS}; got {fmt!r}")
     if fmt == "text":
         return str(grade)
     if fmt == "junit":

@@ -28,6 +28,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from ..errors import ConfigError
 from . import variants
 from .generator import DOCS, solution_source, student_source
 from .grader import apply_rubric, default_rubric
@@ -155,22 +156,22 @@ def package(exercise, outdir, *, platform, variant=None, rubric=None, salt=None)
         return _gradescope(exercise, outdir, args, rubric)
     if platform == "prairielearn":
         return _prairielearn(exercise, outdir, args, rubric, variant)
-    raise ValueError(f"platform must be 'gradescope' or 'prairielearn'; got {platform!r}")
+    raise ConfigError(f"platform must be 'gradescope' or 'prairielearn'; got {platform!r}")
 
 
 def _check_salt(exercise, platform, variant, salt):
     """Per-student variants need a Gradescope package of an LSTM-family exercise, no fixed
     variant and a non-empty salt; ValueError with one line otherwise."""
     if platform != "gradescope":
-        raise ValueError("--salt (per-student variants) works with --platform gradescope: "
+        raise ConfigError("--salt (per-student variants) works with --platform gradescope: "
                          "PrairieLearn's grading data carries no user id (docs/exercises.md)")
     if not exercise.has_variants:
-        raise ValueError(f"exercise {exercise.name!r} has no variants; --salt works for lstm, "
+        raise ConfigError(f"exercise {exercise.name!r} has no variants; --salt works for lstm, "
                          "peephole, wmc")
     if variant is not None:
-        raise ValueError("--variant and --salt both choose the variant; give one of them")
+        raise ConfigError("--variant and --salt both choose the variant; give one of them")
     if not isinstance(salt, str) or not salt:
-        raise ValueError(f"the salt must be non-empty text; got {salt!r}")
+        raise ConfigError(f"the salt must be non-empty text; got {salt!r}")
 
 
 def _variant(exercise, seed):
