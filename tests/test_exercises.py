@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from npcell import exercises
 from npcell.cells import lstm, make_cell, peephole, wmc
 from npcell.cli import main
-from npcell.exercises import BUGS, EXERCISES, grader, variants
+from npcell.errors import ConfigError
+from npcell.exercises import BUGS, EXERCISES, grader, rubric, variants
 from npcell.exercises.generator import BEGIN, END
 
 
@@ -191,17 +192,21 @@ def test_nan_gradient_is_reported_as_nan(tmp_path):
 
 
 def test_score_is_a_rubric_not_a_share_of_rows(tmp_path):
-    # a carry bug and a one-tensor slip each cost their own part, not the spread of the error
+    # a part earns its points when none of its variables is wrong and a tensor it feeds is
+    # right: a dc bug keeps only what does not depend on dc (the output gate and, shown right
+    # by W_o*, the weight lines); a one-tensor slip costs its own part only
     carry = exercises.grade("lstm", _write(tmp_path, "a.py", BUGS["lstm_dc_without_dh_term"]
                                            .source()))
     slip = exercises.grade("wmc", _write(tmp_path, "b.py", BUGS["wmc_o_gate_reads_c_prev"]
                                          .source()))
-    assert carry.score == 85 and slip.score == 90
+    assert carry.wrong == ["dc"] and carry.score == 35
+    assert {p.key for p, e in carry.parts if e} == {"output_gate", "weights"}
+    assert slip.wrong == ["dW_oc"] and slip.score == 90
     rubric = {"dc": 40}
     heavy = exercises.grade("lstm", _write(tmp_path, "c.py", BUGS["lstm_dc_without_dh_term"]
                                            .source()), rubric=rubric)
-    assert heavy.max_score == 125 and heavy.score == 85
-    with pytest.raises(ValueError, match="unknown parts"):
+    assert heavy.max_score == 125 and heavy.score == 35
+    with pytest.raises(ConfigError, match="unknown parts"):
         exercises.grade("lstm", tmp_path / "c.py", rubric={"nope": 1})
 
 
@@ -210,7 +215,7 @@ def test_location_of_two_bugs_is_both_variables(tmp_path):
                                                          'dc_prev = dc')
     grade = exercises.grade("lstm", _write(tmp_path, "lstm.py", text))
     assert sorted(grade.wrong) == ["da_i", "dc_prev"]
-    assert grade.score == 80
+    assert grade.score == 70  # input gate, carry, and dx/dh_prev (which da_i feeds)
 
 
 LOOP_SOLUTION = '''
@@ -336,7 +341,7 @@ def test_every_variable_of_every_variant_is_told_apart_by_its_footprint(name, se
     parts = exercises.default_rubric(EXERCISES[name], variant)
     assert sum(p.points for p in parts) == 100
     for variable in fp:  # every variable belongs to exactly one rubric part
-        assert sum(grader._owns(p, variable, parts) for p in parts) == 1, variable
+        assert sum(rubric.owns(p, variable, parts) for p in parts) == 1, variable
 
 
 def test_extra_gradients_are_ignored_with_a_note(tmp_path):
