@@ -9,6 +9,7 @@ import pytest
 
 from npcell import exercises
 from npcell.cli import main
+from npcell.errors import ConfigError
 from npcell.exercises import EXERCISES, grader, sandbox
 
 FAKE = "npcell exercise lstm (the paper's cell): 100/100  PASS"
@@ -280,3 +281,51 @@ def test_grading_one_submission_takes_under_two_seconds(name, tmp_path):
     elapsed = time.perf_counter() - start
     assert grade.passed
     assert elapsed < 2.0, f"grading {name} took {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("mode", ["process", "namespace"])
+def test_every_output_format_says_which_isolation_graded(mode, tmp_path, monkeypatch):
+    # the weaker mode says what it does not stop, in each document a platform reads
+    if mode == "namespace" and sandbox.isolation().mode != "namespace":
+        pytest.skip("the isolated mode needs root and namespaces (CI has both)")
+    monkeypatch.setenv("NPCELL_SANDBOX", mode)
+    sandbox.isolation.cache_clear()
+    try:
+        grade = exercises.grade("lstm", _student(tmp_path, "", solution=True))
+    finally:
+        monkeypatch.undo()
+        sandbox.isolation.cache_clear()
+    assert grade.passed
+    line = f"Isolation: {mode} ("
+    for fmt in exercises.FORMATS:
+        assert line in exercises.render(grade, fmt), fmt
+    assert ("Not stopped" in grade.isolation) == (mode == "process")
+
+
+def test_a_bad_sandbox_mode_is_one_line(monkeypatch):
+    monkeypatch.setenv("NPCELL_SANDBOX", "chroot-ish")
+    sandbox.isolation.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="NPCELL_SANDBOX must be one of"):
+            sandbox.isolation()
+    finally:
+        monkeypatch.undo()
+        sandbox.isolation.cache_clear()
+
+
+def test_the_stepper_entry_point_runs_a_function_on_arrays(tmp_path):
+    # sandbox.run is the stable entry point the BPTT stepper's check mode uses
+    path = _student(tmp_path, "", solution=True)
+    ex = EXERCISES["lstm"]
+    problem = grader._problems(ex, exercises.base("lstm"))[0]
+    params, _, _, dstate, cache = grader._case_arrays(problem, 2, 3, 4, 0)
+    inputs = {f"0.{part}.{k}": v for part, tree in (("params", params), ("dstate", dstate),
+                                                    ("cache", cache)) for k, v in tree.items()}
+    result = sandbox.run(path, {"function": "step_backward", "kind": "step",
+                                "cases": [{"call_options": {}}]}, inputs, timeout=20,
+                         memory_bytes=sandbox.MEMORY_BYTES)
+    grads, dx, dprev = problem.solution(params, dstate, cache)
+    assert result.status["loaded"] and not result.timed_out and result.leftovers == 0
+    np.testing.assert_allclose(result.outputs["0.grads.W_ix"], grads["W_ix"])
+    np.testing.assert_allclose(result.outputs["0.dx"], dx)
+    np.testing.assert_allclose(result.outputs["0.dstate_prev.c"], dprev["c"])

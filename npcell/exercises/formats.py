@@ -54,7 +54,7 @@ def gradescope(grade) -> dict:
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests,
             "extra_data": {"exercise": grade.exercise, "variant": grade.variant,
                            "status": grade.status, "wrong_variables": list(grade.wrong),
-                           "flags": list(grade.flags)}}
+                           "flags": list(grade.flags), "isolation": grade.isolation}}
 
 
 def prairielearn(grade) -> dict:
@@ -86,6 +86,8 @@ def junit(grade) -> str:
                 case, "failure", message=feedback.split("\n")[0][:200],
                 type="wrong" if grade.status == "graded" else grade.status)
             failure.text = feedback
+    props = ElementTree.SubElement(suite, "properties")
+    ElementTree.SubElement(props, "property", name="isolation", value=grade.isolation)
     out = ElementTree.SubElement(suite, "system-out")
     out.text = str(grade)
     root = ElementTree.Element("testsuites", name="npcell exercises")
