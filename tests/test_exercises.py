@@ -402,3 +402,65 @@ def test_no_drawn_variant_is_a_cell_npcell_implements(name, seed):
     except (KeyError, ValueError):
         return  # npcell's cell does not even take these parameters
     assert not np.allclose(ours["h"], theirs["h"]), v
+
+
+def _styled(name):
+    """The solution of ``name`` rewritten in another style: ``import numpy as np``, a helper for
+    the batch sums and the outer products, float64 inside and a cast on the way out."""
+    text = exercises.solution_source(EXERCISES[name]).replace("import numpy\n", (
+        "import numpy\nimport numpy as np\n\nEXTRA = 0.0\n\n\n"
+        "def _batch_sum(a):\n    return np.einsum('b...->...', a) + EXTRA\n\n\n"
+        "def _outer(da, a):\n    return np.einsum('bi,bj->ij', da, a.astype(np.float64))\n"), 1)
+    return (text.replace('da.sum(axis=0)', '_batch_sum(da)')
+            .replace('da.T @ k["x"]', '_outer(da, k["x"])')
+            .replace('return grads, dx, {"h": dh_prev, "c": dc_prev}',
+                     'return ({n: np.asarray(g, dtype=np.float64) for n, g in grads.items()}, '
+                     'dx, {"h": dh_prev, "c": dc_prev})'))
+
+
+@pytest.mark.parametrize("name", ["lstm", "peephole", "wmc"])
+def test_correct_work_in_another_style_scores_full_marks_as_file_and_as_function(name, tmp_path):
+    # a function is graded with its module: the alias, the helpers and the constant it uses go
+    # with it (before, only its own source went, and NameError gave 0)
+    path = _write(tmp_path, f"{name}.py", _styled(name))
+    assert exercises.grade(name, path).passed
+    spec = importlib.util.spec_from_file_location(f"styled_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    grade = exercises.grade(name, module.step_backward)
+    assert grade.passed, str(grade)
+    source = exercises.function_source(module.step_backward)
+    assert "import numpy as np" in source and "def _batch_sum" in source
+    assert "EXTRA = 0.0" in source and "def step_forward" not in source  # only what it uses
+
+
+def test_a_function_that_uses_npcell_takes_npcell_with_it_and_is_flagged(tmp_path):
+    path = _write(tmp_path, "m.py", "import numpy as np\nimport npcell.cells.lstm as ref\n\n\n"
+                  "def step_backward(params, dstate, cache):\n"
+                  "    return ref.lstm_step_backward(params, dstate, cache)\n")
+    spec = importlib.util.spec_from_file_location("uses_npcell", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert "import npcell.cells.lstm as ref" in exercises.function_source(module.step_backward)
+    grade = exercises.grade("lstm", module.step_backward)
+    assert grade.status == "flagged" and grade.score == 0
+
+
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_blank_and_noise_score_zero_on_every_exercise(name, tmp_path):
+    # a part needs a right tensor of its own: work that returns zeros or noise of the right
+    # shapes earns nothing (it used to earn 60-85 for the parts downstream of "da_o")
+    ex = EXERCISES[name]
+    given = exercises.solution_source(ex)
+    if name == "finite_difference":
+        body = ("\n\ndef numerical_gradient(f, x, eps=1e-5):\n"
+                "    return FILL(x.shape)\n")
+    else:
+        body = (f"\n\n_real = {ex.function}\n\n\ndef {ex.function}(params, dstate, cache, **kw):\n"
+                "    grads, dx, dprev = _real(params, dstate, cache, **kw)\n"
+                "    return ({k: FILL(v.shape) for k, v in grads.items()}, FILL(dx.shape),\n"
+                "            {k: FILL(v.shape) for k, v in dprev.items()})\n")
+    for fill in ("numpy.zeros", "numpy.random.default_rng(0).standard_normal"):
+        grade = exercises.grade(name, _write(tmp_path, f"{name}.py",
+                                             given + body.replace("FILL", fill)))
+        assert grade.status == "graded" and grade.score == 0, (fill, str(grade))

@@ -110,7 +110,8 @@ def test_blank_and_noise_submissions_score_zero(autograder):
     blank = _given() + (
         "def step_backward(params, dstate, cache):\n"
         "    z = {k: numpy.zeros_like(v) for k, v in params.items()}\n"
-        "    return z, numpy.zeros_like(cache['x']), {'h': 0 * dstate['h'], 'c': 0 * dstate['c']}\n")
+        "    dx = numpy.zeros_like(cache['x'])\n"
+        "    return z, dx, {'h': 0 * dstate['h'], 'c': 0 * dstate['c']}\n")
     results, _ = _attack(autograder, blank)
     assert results["score"] == 0
     noise = blank.replace("numpy.zeros_like(v)", "numpy.random.standard_normal(v.shape)")
