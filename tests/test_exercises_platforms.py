@@ -292,6 +292,11 @@ def test_nbgrader_generate_assignment_and_autograde_every_exercise(tmp_path):
                     for old, new in student_edits:
                         assert body.count(old) == 1, (name, old)
                         body = body.replace(old, new)
+                    if student == "alice" and name == "lstm":  # her own import style and helper
+                        body = ("import numpy as np\n\n\ndef batch_sum(a):\n"
+                                "    return np.sum(a, axis=0)\n\n\n"
+                                + body.replace("da.sum(axis=0)", "batch_sum(da)"))
+                        assert "batch_sum(da)" in body
                     cell["source"] = body
             out = course / "submitted" / student / "ps1" / f"{name}.ipynb"
             out.parent.mkdir(parents=True, exist_ok=True)

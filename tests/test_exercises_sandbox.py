@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from npcell import exercises
+from npcell import exercises, numdiff
 from npcell.cli import main
 from npcell.errors import ConfigError
 from npcell.exercises import EXERCISES, grader, sandbox
@@ -231,7 +231,7 @@ def test_monkey_patching_npcell_or_the_grader_cannot_reach_the_grading_process(t
     path.write_text(text)
     grade = exercises.grade("lstm", path)
     assert grade.wrong == ["da_i"] and grade.score == 80  # the math is still checked here
-    assert np.abs(np.array([-1.0]))[0] == 1.0 and grader.TOL == 1e-7
+    assert np.abs(np.array([-1.0]))[0] == 1.0 and grader.TOL == numdiff.tolerance('float64')
     # importing and patching npcell's grader itself: refused in the child and flagged (npcell's
     # files are not even there in the isolated modes), and our grader is untouched
     text = exercises.BUGS["lstm_input_gate_sign"].source() + (
@@ -240,7 +240,7 @@ def test_monkey_patching_npcell_or_the_grader_cannot_reach_the_grading_process(t
     grade = exercises.grade("lstm", path)
     assert grade.status == "flagged" and grade.score == 0
     assert "it imports npcell at run time" in grade.message
-    assert grader.TOL == 1e-7
+    assert grader.TOL == numdiff.tolerance('float64')
 
 
 def test_a_results_file_written_by_the_submission_is_overwritten(tmp_path):

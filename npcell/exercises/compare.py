@@ -8,12 +8,15 @@ import textwrap
 
 import numpy
 
-from ..gradcheck import _shape_hint, relative_error
+from .. import numdiff
+from ..errors import shape_hint as _shape_hint
 from . import variants
 from .verdict import TensorCheck
 
-TOL = 1e-7  # relative error of a right answer is ~1e-15 (complex step vs float64 algebra)
-FLOOR = 1e-6  # denominator floor of the relative error
+# numdiff's one float64 rule, |a - n| <= atol S + rtol max(|a|, |n|) with S the size of the
+# step's loss: a right answer is ~1e-15 off (complex step vs float64 algebra), a bug ~1e-3 or more
+TOL = numdiff.tolerance("float64")
+FLOOR = 1e-6  # denominator floor of the hints' fits (they compare with their own tight bounds)
 HINT_FIT = 1e-9  # a pattern hint needs the numbers to fit it this closely ...
 HINT_MISS = 1e-4  # ... and to miss the right value by at least this much
 _SUMS = ("dx", "dh_prev", "dc_prev")  # returned tensors that sum terms of several variables
@@ -23,7 +26,8 @@ def _label(name) -> str:
     return name if name in ("dx", "dh_prev", "dc_prev") else f"grads['{name}']"
 
 
-def compare(name, yours, want, shifted, report) -> TensorCheck:
+def compare(name, yours, want, shifted, report, scale) -> TensorCheck:
+    """``scale``: the size of the case's loss (:func:`npcell.numdiff.loss_scale`)."""
     if yours is None:
         if any(name in s for s in report.get("not_arrays", []) or ()):
             return TensorCheck(name, False, math.inf, "is not an array of numbers")
@@ -37,11 +41,12 @@ def compare(name, yours, want, shifted, report) -> TensorCheck:
         index = tuple(int(i) for i in numpy.argwhere(bad)[0])
         kind = "NaN" if numpy.isnan(yours[index]) else "infinite"
         return TensorCheck(name, False, math.inf, f"is {kind} at {list(index)}", index)
-    rel = relative_error(yours, want, FLOOR) if yours.size else numpy.zeros(0)
+    rel = (numdiff.relative_error(yours, want, TOL.floor(scale)) if yours.size
+           else numpy.zeros(0))
     worst = float(rel.max(initial=0.0))
     index = tuple(int(i) for i in numpy.unravel_index(int(numpy.argmax(rel)), rel.shape)) \
         if rel.size else None
-    check = TensorCheck(name, worst <= TOL, worst, "", index,
+    check = TensorCheck(name, worst <= TOL.rtol, worst, "", index,
                         float(yours[index]) if index is not None else 0.0,
                         float(want[index]) if index is not None else 0.0)
     if not check.ok:
@@ -54,13 +59,13 @@ def badness(check):
 
 
 def _close(a, b):
-    return a.shape == b.shape and bool(numpy.all(relative_error(a, b, FLOOR) <= HINT_FIT))
+    return a.shape == b.shape and bool(numpy.all(numdiff.relative_error(a, b, FLOOR) <= HINT_FIT))
 
 
 def _signature(yours, want, shifted, name) -> str:
     """A pattern that fits the numbers to round-off, or '' (none when the numbers are close to
     the right value: a differenced gradient 2e-7 off fits no pattern, it is imprecise)."""
-    if float(relative_error(yours, want, FLOOR).max(initial=0.0)) < HINT_MISS:
+    if float(numdiff.relative_error(yours, want, FLOOR).max(initial=0.0)) < HINT_MISS:
         return ""
     if _close(yours, -want):
         return "has the wrong sign"

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy
 
 from ..cells import gru, make_cell
-from ..gradcheck import complex_step_gradients
+from ..numdiff import complex_step_gradients, loss_scale
 from . import finite_difference, sandbox, variants
 from .catalogue import EXERCISES
 from .compare import TOL, badness, compare, explain, locate
@@ -238,11 +238,14 @@ def _grade_steps(ex, variant, path, result, timeout, memory_bytes):
             result.status, result.message = "error", line
             return
         truth = _truth(problem, params, x, state, dstate)
+        new_state, _ = problem.forward(params, x, state)
+        scale = loss_scale([dstate[k] for k in problem.state_names],
+                           [new_state[k] for k in problem.state_names])
         yours = _returned(run.outputs, n)
         shifted = [(what, _flatten(problem.solution(params, dstate, move(cache))))
                    for what, move in problem.shifts]
         for name, want in truth.items():
-            check = compare(name, yours.get(name), want, shifted, report)
+            check = compare(name, yours.get(name), want, shifted, report, scale)
             old = checks.get(name)
             if old is None or (old.ok and not check.ok) or (
                     not check.ok and badness(check) > badness(old)):
