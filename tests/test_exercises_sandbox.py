@@ -274,13 +274,15 @@ def test_the_sandbox_reads_back_only_arrays(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["lstm", "wmc", "gru", "finite_difference"])
-def test_grading_one_submission_takes_under_two_seconds(name, tmp_path):
+def test_grading_one_submission_takes_seconds(name, tmp_path):
+    # two isolated children (the cases, then the hidden larger case): ~1 s on a quiet machine,
+    # ~2 s on the shared 2-core CI machine; a platform's limit is a minute
     path = exercises.write_exercise(EXERCISES[name], tmp_path, solution=True)
     start = time.perf_counter()
     grade = exercises.grade(name, path)
     elapsed = time.perf_counter() - start
     assert grade.passed
-    assert elapsed < 2.0, f"grading {name} took {elapsed:.2f} s"
+    assert elapsed < 5.0, f"grading {name} took {elapsed:.2f} s"
 
 
 @pytest.mark.parametrize("mode", ["process", "namespace"])
