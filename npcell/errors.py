@@ -59,6 +59,16 @@ def shape_str(shape) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def shape_hint(got, want) -> str:
+    """The usual reason a gradient has shape ``got`` where its tensor has ``want`` (a leading
+    space and parentheses), or ''."""
+    if len(got) == len(want) + 1 and tuple(got[1:]) == tuple(want):
+        return " (missing sum over the batch?)"
+    if tuple(got) == tuple(reversed(want)) and tuple(got) != tuple(want):
+        return " (transposed W? npcell's W is (out, in))"
+    return ""
+
+
 def key_difference(expected, got) -> str:
     """'' when ``got`` has exactly the keys ``expected``; else "missing [...], unexpected [...]"
     (missing in ``expected``'s order, unexpected in ``got``'s), the tail of a one-line error."""

@@ -1,30 +1,24 @@
-"""Finite-difference gradient checks with a readable report.
+"""Gradient checks with a readable report: a :class:`GradcheckReport` over npcell.numdiff.
 
 The loss is a random weighted sum of every output, L = sum(R_h * h) + sum_k sum(R_k * state_T[k]),
 with R drawn from a private seeded Generator (the caller's RNG is untouched). The analytic
-gradient comes from :func:`npcell.backward`; the numeric one from central differences
-
-    dL/dp ~ (L(p + eps*v) - L(p - eps*v)) / (2 eps)
-
-and each comparison uses the relative error |a - n| / max(|a|, |n|, floor). The floor keeps
-finite-difference round-off (about 1e-10 in float64) from reading as an error on gradients that
-are zero; any real bug leaves an absolute error many orders larger.
+gradient comes from :func:`npcell.backward` (the path under test: fused or the step loop, in the
+cell's dtype); the numeric one from :mod:`npcell.numdiff`, which differences the *reference*
+step loop in float64 (central differences, eps 1e-5) or complex128 (the complex step,
+``method='complex'``), never the fast path it checks. Every comparison is numdiff's one rule,
+|a - n| <= atol + rtol max(|a|, |n|) with atol scaled to the loss, shown as the relative error
+|a - n| / (max(|a|, |n|) + atol / rtol) against rtol (the ``tol`` of the report).
 
 Modes:
 
 * ``fast``: one random directional derivative per parameter, per gate block (all its
-  parameters at once), per time step of dx and per initial-state tensor: 2 forwards each.
+  parameters at once), per time step of dx and per initial-state tensor.
 * ``full``: every entry (or ``samples`` seeded entries per tensor). Failing fast rows are
   re-run this way so their hints can look at the element pattern.
 
-Methods: ``central`` (the default, above) or ``complex``, the complex step
-
-    dL/dp . v = Im L(p + i h v) / h + O(h^2),   h = 1e-20
-
-which subtracts nothing, so h can be tiny and the result is exact to round-off (~1e-15 in
-float64), one forward per direction and no eps to tune. It runs the reference step loop on
-complex copies of the parameters, input and state, so it needs a forward that is complex
-analytic (no abs, max, comparisons): :data:`COMPLEX_SAFE` lists the kinds that are.
+The promise: with the default settings a correct backward passes (tests/test_gradcheck_promise.py
+holds it over random shapes, seeds and every kind, float64 and float32; the measurement over
+thousands of cases is scripts/gradcheck_false_fails.py).
 """
 
 from __future__ import annotations
@@ -37,6 +31,20 @@ import numpy
 
 from .backend import array_module, to_numpy
 from .errors import ConfigError, check_bool, check_int, check_real
+from .errors import shape_hint as _shape_hint  # noqa: F401 - the grader imports it from here
+from .numdiff import (  # noqa: F401 - relative_error, complex_step_gradients: re-exported
+    COMPLEX_STEP,
+    Tolerance,
+    complex_step_gradients,
+    derivative,
+    entry_mover,
+    loss_scale,
+    mover,
+    reference_outputs,
+    relative_error,
+    tolerance,
+    working_copy,
+)
 from .sequence import (
     as_array,
     backward,
@@ -47,15 +55,12 @@ from .sequence import (
     forward,
 )
 
-COMPLEX_STEP = 1e-20  # h of the complex step: no cancellation, so it may be this small
-# Kinds whose reference step_forward is complex analytic (tests/test_gradcheck_complex.py holds
-# each to central differences); the others use abs/max/comparisons somewhere.
+# Kinds whose reference step_forward is complex analytic (tests/test_exercises_complex_step.py
+# holds each to central differences); the others use abs/max/comparisons somewhere.
 COMPLEX_SAFE = ("lstm", "peephole", "wmc", "gru", "ulstm", "ln_lstm", "fw_rnn", "fw_lstm",
                 "teaching")
-DEFAULTS = {  # dtype -> (eps, tol, floor)
-    "float64": (1e-5, 1e-6, 1e-4),
-    "float32": (1e-2, 5e-2, 1e-2),
-}
+GROUPS = {"param": "parameters", "gate": "gate blocks", "dx": "dL/dx_t per step",
+          "dstate0": "initial state"}
 
 
 @dataclass
@@ -72,15 +77,24 @@ class GradcheckRow:
     tol: float
     worst_index: tuple | None = None
     hint: str = ""
+    kink: bool = False  # not differentiable at this point: no verdict (see the hint)
 
     @property
     def ok(self) -> bool:
         return bool(self.max_rel_error <= self.tol)
 
+    @property
+    def status(self) -> str:
+        return "FAIL" if not self.ok else "kink" if self.kink else "ok"
+
 
 @dataclass
 class GradcheckReport:
-    """Result of :func:`gradcheck`: ``str(report)`` prints the table, ``report.ok`` the verdict."""
+    """Result of :func:`gradcheck`: ``str(report)`` prints the table, ``report.ok`` the verdict.
+
+    ``tol`` is the rtol of the pass rule and ``floor`` = atol / rtol, the absolute floor of every
+    row's relative error (atol scaled to the loss, see :mod:`npcell.numdiff`).
+    """
 
     cell_kind: str
     mode: str
@@ -89,6 +103,7 @@ class GradcheckReport:
     tol: float
     method: str = "central"
     rows: list[GradcheckRow] = field(default_factory=list)
+    floor: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -127,28 +142,41 @@ class GradcheckReport:
         verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} rows)"
         head = (
             f"gradcheck {self.cell_kind} ({self.dtype}, mode={self.mode}, method={self.method}, "
-            f"eps={self.eps:g}, "
-            f"tol={self.tol:g}): {verdict}, max relative error {self.max_rel_error:.2e}"
+            f"eps={self.eps:g}, tol={self.tol:g}, floor={self.floor:.1e}): {verdict}, "
+            f"max relative error {self.max_rel_error:.2e}"
         )
-        lines = [head, f"  {'row':<16}{'rel.err':>10}{'abs.err':>10}{'analytic':>13}"
+        width = max([16] + [len(r.name) + 2 for r in self.rows])  # long names keep their column
+        lines = [head, f"  {'row':<{width}}{'rel.err':>10}{'abs.err':>10}{'analytic':>13}"
                  f"{'numeric':>13}  {'':4}  hint"]
         dx_rows = [r for r in self.rows if r.group == "dx"]
+        shown = dx_rows[:3] + dx_rows[-3:]
+        group = None
         for r in self.rows:
-            shown = dx_rows[:3] + dx_rows[-3:]
             if r.group == "dx" and len(dx_rows) > 8 and r.ok and r not in shown:
                 continue
+            if r.group != group:
+                group = r.group
+                lines.append(f"  -- {_group_title(group, self.mode)}")
             lines.append(
-                f"  {r.name:<16}{r.max_rel_error:>10.2e}{r.max_abs_error:>10.2e}"
-                f"{r.analytic:>13.5e}{r.numeric:>13.5e}  {'ok' if r.ok else 'FAIL':4}  {r.hint}"
+                f"  {r.name:<{width}}{r.max_rel_error:>10.2e}{r.max_abs_error:>10.2e}"
+                f"{r.analytic:>13.5e}{r.numeric:>13.5e}  {r.status:4}  {r.hint}"
             )
         hidden = sum(1 for r in dx_rows if r.ok) - sum(
-            1 for r in dx_rows[:3] + dx_rows[-3:] if r.ok) if len(dx_rows) > 8 else 0
+            1 for r in shown if r.ok) if len(dx_rows) > 8 else 0
         if hidden > 0:
             lines.append(f"  ({hidden} more passing dx[t] rows not shown)")
         return "\n".join(lines)
 
     def _repr_pretty_(self, p, cycle):  # IPython shows the table
         p.text(str(self))
+
+
+def _group_title(group, mode):
+    if group == "gate" and mode == "full":  # say that these rows repeat parameter rows
+        return "gate blocks: the worst parameter row of each gate, repeated (see 'worst:')"
+    if group == "gate":
+        return "gate blocks: all parameters of one gate moved together"
+    return GROUPS.get(group, group)
 
 
 def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=None, samples=None,
@@ -160,12 +188,15 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     cell : any cell from :func:`npcell.make_cell` (its ``step_backward`` may be a student's).
     x : (T, B, X) input of the cell's dtype; state : initial state (zeros when None).
     mode : 'fast' (directional derivatives) or 'full' (every entry, or ``samples`` per tensor).
-    eps, tol, floor : step, pass threshold on the relative error, and the denominator floor;
-        defaults by dtype (float64: 1e-5, 1e-6, 1e-4). float32 warns and loosens them.
+    eps : the central difference's step (default 1e-5; the numeric side runs in float64).
+    tol : the rtol of the pass rule (default by dtype: float64 1e-5, float32 1e-2; see
+        :data:`npcell.numdiff.TOLERANCES`); floor : the absolute floor atol / rtol of every
+        relative error (default: the dtype's atol times the loss scale, over rtol).
     seed : seeds the loss weights, directions and sampled entries.
-    fused : forwarded to :func:`npcell.forward` (None: the cell's default path).
+    fused : forwarded to :func:`npcell.forward` for the analytic side (None: the cell's default
+        path); the numeric side always runs the reference step loop.
     method : 'central' differences, or 'complex' step (float64, kinds in :data:`COMPLEX_SAFE`;
-        eps then defaults to :data:`COMPLEX_STEP`).
+        eps then defaults to :data:`npcell.numdiff.COMPLEX_STEP`).
     """
     if method not in ("central", "complex"):
         raise ConfigError(f"gradcheck method must be 'central' or 'complex'; got {method!r}")
@@ -179,95 +210,65 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     T, B, _ = x.shape
     state = check_state(cell, state, B, "state")
     check_inputs_finite(cell, x, state)  # a NaN/Inf input makes every row meaningless
-    d_eps, d_tol, d_floor = DEFAULTS[cell.dtype.name]
-    complex_step = method == "complex"
-    if complex_step:
+    rule = tolerance(cell.dtype)
+    if method == "complex":
         if cell.kind not in COMPLEX_SAFE or cell.dtype.name != "float64":
             raise ConfigError(
                 f"gradcheck method='complex' needs a float64 cell of a complex-safe kind "
                 f"{COMPLEX_SAFE}; got a {cell.dtype.name} {cell.kind!r} cell "
                 "(use method='central')")
-        d_eps = COMPLEX_STEP
-    if cell.dtype.name != "float64" and not complex_step:
+        eps = eps or COMPLEX_STEP
+    eps = eps or rule.eps
+    rule = Tolerance(rtol=tol or rule.rtol, atol=rule.atol, eps=eps)
+    if cell.dtype.name != "float64":
         warnings.warn(
-            f"gradcheck on a {cell.dtype.name} cell: finite differences are noisy in single "
-            f"precision, so eps={d_eps:g} and tol={d_tol:g}; use dtype='float64' (cell.astype) for "
-            "a real check", UserWarning, stacklevel=2)
-    eps, tol, floor = eps or d_eps, tol or d_tol, floor or d_floor
+            f"gradcheck on a {cell.dtype.name} cell: its backward carries {cell.dtype.name} "
+            f"round-off, so the pass rule is looser (tol={rule.rtol:g}); use dtype='float64' "
+            "(cell.astype) for a tight check", UserWarning, stacklevel=2)
 
+    # The loss weights, drawn in float64 and rounded to the cell's dtype once, so both sides
+    # weight exactly the same numbers.
     rng = numpy.random.default_rng(seed)
-    H = cell.hidden_size
-    weights_h = xp.asarray(rng.standard_normal((T, B, H)), dtype=cell.dtype)
-    shapes = cell.state_shapes(B)
-    weights_s = {k: xp.asarray(rng.standard_normal(s), dtype=cell.dtype) for k, s in shapes.items()}
+    weights_h = xp.asarray(rng.standard_normal((T, B, cell.hidden_size)), dtype=cell.dtype)
+    weights_s = {k: xp.asarray(rng.standard_normal(s), dtype=cell.dtype)
+                 for k, s in cell.state_shapes(B).items()}
 
-    def outputs(x_in, state_in):
-        h, state_T, _ = forward(cell, x_in, state_in, fused=fused)
-        return h, state_T
-
-    def numeric_diff(plus, minus):
-        """(L+ - L-) / 2 eps, subtracting elementwise first to keep round-off small; for the
-        complex step (minus is None) Im L+ / eps."""
-        if minus is None:
-            h_p, s_p = plus
-            total = float(xp.sum(weights_h * h_p).imag)
-            for k in weights_s:
-                total += float(xp.sum(weights_s[k] * s_p[k]).imag)
-            return total / eps
-        (h_p, s_p), (h_m, s_m) = plus, minus
-        total = float(xp.sum(weights_h * (h_p - h_m)))
-        for k in weights_s:
-            total += float(xp.sum(weights_s[k] * (s_p[k] - s_m[k])))
-        return total / (2 * eps)
-
-    h, state_T, cache = forward(cell, x, state, fused=fused)
+    # The analytic side: the path under test.
+    _, _, cache = forward(cell, x, state, fused=fused)
     grads, dx, dstate0 = backward(cell, weights_h, cache, dstate=weights_s)
 
-    # Each checked tensor: a getter/setter pair on its value, and its analytic gradient.
-    tensors = {}
-    work_type = complex if complex_step else cell.dtype
-    params = {k: v.astype(work_type) for k, v in cell.params.items()} if complex_step else (
-        cell.params)
+    # The numeric side: the reference step loop on float64 / complex128 copies, moved in place.
+    numeric = _Numeric(cell, x, state, weights_h, weights_s, method, eps)
+    floor = floor or rule.floor(numeric.scale)
+    numeric.floor, numeric.rtol = floor, rule.rtol
+
+    tensors = {}  # name -> (group, where it lives in the working copies, its analytic gradient)
     for name in cell.params:
-        tensors[name] = ("param", _Slot(params, name), grads[name])
-    x_work = x.astype(work_type)
-    state_work = {k: v.astype(work_type) for k, v in state.items()}
-    if complex_step:
-        def outputs(x_in, state_in):  # the reference step loop, on complex arrays
-            state_t, hs = dict(state_in), []
-            for t in range(T):
-                state_t, _ = cell.step_forward(params, x_in[t], state_t)
-                hs.append(state_t["h"])
-            return xp.stack(hs), state_t
+        tensors[name] = ("param", ("params", name), grads[name])
     for t in range(T):
-        tensors[f"dx[t={t}]"] = ("dx", _Slot(x_work, t), dx[t])
+        tensors[f"dx[t={t}]"] = ("dx", ("x", t), dx[t])
     if check_state0:
         for k in cell.state_names:
-            tensors[f"dstate0[{k}]"] = ("dstate0", _Slot(state_work, k), dstate0[k])
+            tensors[f"dstate0[{k}]"] = ("dstate0", ("state", k), dstate0[k])
 
-    def run():
-        return outputs(x_work, state_work)
-
-    report = GradcheckReport(cell.kind, mode, cell.dtype.name, eps, tol, method)
-    step = 1j * eps if complex_step else eps  # the perturbation's size along a direction
+    report = GradcheckReport(cell.kind, mode, cell.dtype.name, eps, rule.rtol, method,
+                             floor=floor)
     rows = {}
-    for name, (group, slot, analytic) in tensors.items():
-        if tuple(analytic.shape) != tuple(slot.get().shape):
+    for name, (group, key, analytic) in tensors.items():
+        array = numeric.array(key)
+        if tuple(analytic.shape) != tuple(array.shape):
             rows[name] = GradcheckRow(
-                name, group, math.inf, math.inf, math.nan, math.nan, 0, tol,
+                name, group, math.inf, math.inf, math.nan, math.nan, 0, rule.rtol,
                 hint=f"gradient has shape {tuple(analytic.shape)}, tensor has shape "
-                     f"{tuple(slot.get().shape)}" + _shape_hint(analytic.shape, slot.get().shape))
+                     f"{tuple(array.shape)}" + _shape_hint(analytic.shape, array.shape))
             continue
         if mode == "fast":
-            rows[name] = _directional_row(name, group, [(slot, analytic)], run, numeric_diff,
-                                          step, tol, floor, rng, xp)
+            rows[name] = numeric.directional_row(name, group, [(key, analytic)], rng)
             if not rows[name].ok:  # re-run in full (sampled) so the hint sees the pattern
-                full = _entry_row(name, group, slot, analytic, run, numeric_diff, step, tol,
-                                  floor, rng, xp, samples=samples or 64)
-                rows[name].hint = full.hint
+                rows[name].hint = numeric.entry_row(name, group, key, analytic, rng,
+                                                    samples or 64).hint
         else:
-            rows[name] = _entry_row(name, group, slot, analytic, run, numeric_diff, step, tol,
-                                    floor, rng, xp, samples=samples)
+            rows[name] = numeric.entry_row(name, group, key, analytic, rng, samples)
 
     # Gate-block rows: all parameters of one gate moved together (fast) or the worst (full).
     gate_rows = []
@@ -276,18 +277,16 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
         if not names:
             continue
         label = f"gate {gate}"
+        worst_name = max(names, key=lambda n: rows[n].max_rel_error)
         if mode == "fast" and all(rows[n].n_checked for n in names):
-            members = [(tensors[n][1], tensors[n][2]) for n in names]
-            row = _directional_row(label, "gate", members, run, numeric_diff, step, tol,
-                                   floor, rng, xp)
+            row = numeric.directional_row(label, "gate", [tensors[n][1:] for n in names], rng)
+            if not row.ok or any(not rows[n].ok for n in names):
+                row.hint = f"worst: {worst_name}"
         else:
-            worst = max((rows[n] for n in names), key=lambda r: r.max_rel_error)
+            worst = rows[worst_name]
             row = GradcheckRow(label, "gate", worst.max_rel_error, worst.max_abs_error,
                                worst.analytic, worst.numeric, sum(rows[n].n_checked for n in names),
-                               tol, worst.worst_index)
-        failing = [n for n in names if not rows[n].ok]
-        if not row.ok or failing:
-            row.hint = f"worst: {max(names, key=lambda n: rows[n].max_rel_error)}"
+                               rule.rtol, worst.worst_index, hint=f"worst: {worst_name}")
         gate_rows.append(row)
 
     ordered = [rows[n] for n in cell.params] + gate_rows
@@ -308,82 +307,162 @@ def _check_settings(*, eps, tol, floor, samples, seed, check_state0):
     check_bool("gradcheck check_state0", check_state0)
 
 
-# ----- the two ways of measuring --------------------------------------------------------------
-def _directional_row(name, group, members, run, numeric_diff, eps, tol, floor, rng, xp):
-    """Compare v . grad with the central difference (or, with an imaginary ``eps``, the complex
-    step: one forward) along a random unit direction v."""
-    directions = []
-    analytic = 0.0
-    for slot, _grad in members:
-        v = rng.standard_normal(slot.get().shape)
-        directions.append(xp.asarray(v, dtype=slot.get().real.dtype))  # real v
-    norm = math.sqrt(sum(float(xp.sum(v * v)) for v in directions)) or 1.0
-    directions = [v / norm for v in directions]
-    for (_slot, grad), v in zip(members, directions):
-        analytic += float(xp.sum(grad * v))
-    originals = [slot.get().copy() for slot, _ in members]
-    for (slot, _), orig, v in zip(members, originals, directions):
-        slot.set(orig + eps * v)
-    plus = run()
-    minus = None
-    if not isinstance(eps, complex):
-        for (slot, _), orig, v in zip(members, originals, directions):
-            slot.set(orig - eps * v)
-        minus = run()
-    for (slot, _), orig in zip(members, originals):
-        slot.set(orig)
-    numeric = numeric_diff(plus, minus)
-    abs_err = abs(analytic - numeric)
-    rel = float(relative_error(numpy.float64(analytic), numpy.float64(numeric), floor))
-    size = sum(int(v.size) for v in directions)
-    return GradcheckRow(name, group, rel, abs_err, analytic, numeric, size, tol)
+# ----- the two ways of measuring, both over numdiff.derivative ---------------------------------
+class _Numeric:
+    """The numeric side of one check: the loss (the weights over the reference step loop's
+    outputs) on working copies of the parameters, x and state; makes the directional and the
+    entry-by-entry rows with numdiff's one primitive and one rule.
 
+    A row that central differences fail is settled before it is reported, so that correct code
+    is never called wrong: first by the complex step (no truncation error, so strong curvature,
+    e.g. a LayerNorm over nearly equal units, cannot fake a disagreement), then, where the
+    slopes left and right of the point differ (a ReLU input exactly at 0), by calling the row a
+    kink: no verdict rather than a false one. Neither can pass a wrong gradient: both measure the
+    function itself, not the analytic side.
+    """
 
-def _entry_row(name, group, slot, analytic, run, numeric_diff, eps, tol, floor, rng, xp, samples):
-    """Central difference of every entry (or a seeded sample) of one tensor."""
-    value = slot.get()
-    size = int(value.size)
-    flat_ids = numpy.arange(size)
-    if samples is not None and samples < size:
-        flat_ids = numpy.sort(rng.choice(size, size=samples, replace=False))
-    numeric = numpy.full(value.shape, numpy.nan)
-    original = value.copy()
-    for flat in flat_ids:
-        idx = numpy.unravel_index(flat, value.shape)
-        bumped = original.copy()
-        bumped[idx] = original[idx] + eps
-        slot.set(bumped)
-        plus = run()
-        minus = None
-        if not isinstance(eps, complex):  # the complex step needs one forward
-            bumped[idx] = original[idx] - eps
-            slot.set(bumped)
-            minus = run()
-        numeric[idx] = numeric_diff(plus, minus)
-    slot.set(original)
-    a = to_numpy(analytic).astype(numpy.float64)
-    checked = ~numpy.isnan(numeric)
-    abs_err = numpy.where(checked, numpy.abs(a - numeric), 0.0)
-    rel = numpy.where(checked, relative_error(a, numpy.nan_to_num(numeric), floor), 0.0)
-    worst = numpy.unravel_index(int(numpy.argmax(rel)), rel.shape) if rel.size else ()
-    row = GradcheckRow(name, group, float(rel.max(initial=0.0)), float(abs_err.max(initial=0.0)),
-                       float(a[worst]) if rel.size else 0.0,
-                       float(numeric[worst]) if rel.size else 0.0, int(checked.sum()), tol,
-                       tuple(int(i) for i in worst))
-    if not row.ok:
-        row.hint = _pattern_hint(name, a, numeric, checked, floor)
-    return row
+    SETTLE_MAX = 16  # failing entries of one tensor worth settling; more is a wrong tensor
+
+    def __init__(self, cell, x, state, weights_h, weights_s, method, eps):
+        self.cell, self.x, self.state = cell, x, state
+        self.method, self.eps = method, eps
+        self.copies = {method: working_copy(cell, x, state, method)}
+        self.weights = [weights_h.astype(numpy.float64)] + [
+            weights_s[k].astype(numpy.float64) for k in cell.state_names]
+        self.scale = loss_scale(self.weights, self.outputs(method)())
+        self.floor = self.rtol = None  # set by gradcheck once it knows the rule
+
+    def copy(self, method):
+        if method not in self.copies:
+            self.copies[method] = working_copy(self.cell, self.x, self.state, method)
+        return self.copies[method]
+
+    def array(self, key, method=None):
+        """The working array at ``key``: ('params', name), ('x', t) or ('state', k)."""
+        params, x, state = self.copy(method or self.method)
+        where, name = key
+        return {"params": params, "x": x, "state": state}[where][name]
+
+    def outputs(self, method):
+        params, x, state = self.copy(method)
+        return lambda: reference_outputs(self.cell, params, x, state)
+
+    def derivative(self, keys, direction, method=None):
+        """dL/ds along ``direction``: a list of arrays (one per key), or an entry index."""
+        method = method or self.method
+        if isinstance(direction, tuple):  # one entry of one tensor
+            move = entry_mover(self.array(keys[0], method), direction)
+        else:
+            arrays = [self.array(k, method) for k in keys]
+            move = mover(arrays, [array_module(a).asarray(v) for a, v in zip(arrays, direction)])
+        eps = self.eps if method == self.method else None
+        return derivative(self.outputs(method), self.weights, move, method=method, eps=eps)
+
+    def passes(self, analytic, numeric):
+        return float(relative_error(numpy.float64(analytic), numpy.float64(numeric),
+                                    self.floor)) <= self.rtol
+
+    def settle(self, keys, direction, analytic):
+        """(numeric, hint, kink) for a value central differences failed; see the class note."""
+        if self.method == "complex":
+            return None
+        if self.cell.kind in COMPLEX_SAFE:
+            try:
+                exact = self.derivative(keys, direction, "complex")
+            except (TypeError, ValueError, FloatingPointError):  # a forward that is not analytic
+                exact = None
+            if exact is not None and self.passes(analytic, exact):
+                return exact, ("central difference off by its truncation error here; the "
+                               "complex step agrees"), False
+        # one-sided slopes: (L(p + eps v) - L(p)) / eps and (L(p) - L(p - eps v)) / eps
+        up, down = self._one_sided(keys, direction)
+        if abs(up - down) > 1e-2 * max(abs(up), abs(down)) + self.rtol * self.floor:
+            return None, (f"not differentiable here (slope {down:.4g} left, {up:.4g} right: a "
+                          "ReLU or max at its switch point); no verdict for this row"), True
+        return None
+
+    def _one_sided(self, keys, direction):
+        zero = self.outputs(self.method)()
+        slopes = []
+        for sign in (1.0, -1.0):
+            plus = self._moved_outputs(keys, direction, sign * self.eps)
+            slopes.append(sign * sum(float((w * (p - z)).sum())
+                                     for w, p, z in zip(self.weights, plus, zero)) / self.eps)
+        return slopes[0], slopes[1]
+
+    def _moved_outputs(self, keys, direction, s):
+        if isinstance(direction, tuple):
+            move = entry_mover(self.array(keys[0]), direction)
+        else:
+            arrays = [self.array(k) for k in keys]
+            move = mover(arrays, [array_module(a).asarray(v) for a, v in zip(arrays, direction)])
+        move(s)
+        try:
+            return self.outputs(self.method)()
+        finally:
+            move(0)
+
+    def directional_row(self, name, group, members, rng):
+        """Compare v . grad with the numeric derivative along a random unit direction v over
+        every (key, analytic gradient) pair in ``members``."""
+        keys = [key for key, _ in members]
+        directions = [rng.standard_normal(self.array(k).shape) for k in keys]
+        norm = math.sqrt(sum(float(numpy.sum(v * v)) for v in directions)) or 1.0
+        directions = [v / norm for v in directions]
+        analytic = sum(float(numpy.sum(to_numpy(g).astype(numpy.float64) * v))
+                       for (_, g), v in zip(members, directions))
+        numeric = self.derivative(keys, directions)
+        hint, kink = "", False
+        if not self.passes(analytic, numeric):
+            settled = self.settle(keys, directions, analytic)
+            if settled is not None:
+                numeric, hint, kink = settled
+                numeric = analytic if numeric is None else numeric
+        rel = float(relative_error(numpy.float64(analytic), numpy.float64(numeric), self.floor))
+        size = sum(int(v.size) for v in directions)
+        return GradcheckRow(name, group, rel, abs(analytic - numeric), analytic, numeric, size,
+                            self.rtol, hint=hint, kink=kink)
+
+    def entry_row(self, name, group, key, analytic, rng, samples):
+        """The numeric derivative of every entry (or a seeded sample) of one tensor."""
+        shape = self.array(key).shape
+        size = int(numpy.prod(shape))
+        flat_ids = numpy.arange(size)
+        if samples is not None and samples < size:
+            flat_ids = numpy.sort(rng.choice(size, size=samples, replace=False))
+        numeric = numpy.full(shape, numpy.nan)
+        for flat in flat_ids:
+            idx = numpy.unravel_index(flat, shape)
+            numeric[idx] = self.derivative([key], tuple(int(i) for i in idx))
+        a = to_numpy(analytic).astype(numpy.float64)
+        checked = ~numpy.isnan(numeric)
+        rel = numpy.where(checked, relative_error(a, numpy.nan_to_num(numeric), self.floor), 0.0)
+        failing = [tuple(int(i) for i in idx) for idx in numpy.argwhere(rel > self.rtol)]
+        hints, kinks = set(), 0
+        if 0 < len(failing) <= self.SETTLE_MAX:
+            for idx in failing:
+                settled = self.settle([key], idx, a[idx])
+                if settled is not None:
+                    value, hint, kink = settled
+                    numeric[idx] = a[idx] if value is None else value
+                    hints.add(hint)
+                    kinks += kink
+            rel = numpy.where(checked, relative_error(a, numpy.nan_to_num(numeric), self.floor),
+                              0.0)
+        abs_err = numpy.where(checked, numpy.abs(a - numeric), 0.0)
+        worst = numpy.unravel_index(int(numpy.argmax(rel)), rel.shape) if rel.size else ()
+        row = GradcheckRow(name, group, float(rel.max(initial=0.0)),
+                           float(abs_err.max(initial=0.0)),
+                           float(a[worst]) if rel.size else 0.0,
+                           float(numeric[worst]) if rel.size else 0.0, int(checked.sum()),
+                           self.rtol, tuple(int(i) for i in worst), hint="; ".join(sorted(hints)),
+                           kink=bool(kinks))
+        if not row.ok:
+            row.hint = _pattern_hint(name, a, numeric, checked, self.floor)
+        return row
 
 
 # ----- hints for the usual bugs --------------------------------------------------------------
-def _shape_hint(got, want):
-    if len(got) == len(want) + 1 and tuple(got[1:]) == tuple(want):
-        return " (missing sum over the batch?)"
-    if tuple(got) == tuple(reversed(want)):
-        return " (transposed W? npcell's W is (out, in))"
-    return ""
-
-
 def _pattern_hint(name, a, n, checked, floor):
     """Look at the analytic vs numeric pattern of one tensor and name the likely bug."""
     a_c, n_c = a[checked], n[checked]
@@ -432,44 +511,4 @@ def _time_hints(rows, cell):
         if not r.ok and not r.hint:
             r.hint = "analytic and numeric disagree"
 
-
-# ----- tensor slots: get/set the value being perturbed ----------------------------------------
-class _Slot:
-    """The array ``container[key]`` (a parameter, one step of x, one initial state) to perturb
-    in place: ``container`` is a dict or an array, and ``container[key]`` a view into it."""
-
-    def __init__(self, container, key):
-        self.container, self.key = container, key
-
-    def get(self):
-        return self.container[self.key]
-
-    def set(self, value):
-        self.container[self.key][...] = value
-
-
-def relative_error(a, n, floor=DEFAULTS["float64"][2]):
-    """|a - n| / max(|a|, |n|, floor), elementwise; the measure every row uses."""
-    xp = array_module(a)
-    return xp.abs(a - n) / xp.maximum(xp.maximum(xp.abs(a), xp.abs(n)), floor)
-
-
-def complex_step_gradients(f, arrays, *, h=COMPLEX_STEP) -> dict:
-    """Gradient of a real function by the complex step, entry by entry: one evaluation each.
-
-    ``arrays``: name -> real float64 array; ``f(complex_arrays) -> complex scalar`` must be the
-    real function evaluated on the complex copies (complex analytic: no abs, max, comparisons).
-    Returns name -> array shaped like the input, d f / d entry = Im f(a + i h e) / h.
-    """
-    work = {k: numpy.asarray(v, dtype=complex).copy() for k, v in arrays.items()}
-    grads = {}
-    for name, array in work.items():
-        grad = numpy.empty(array.shape)
-        flat, gflat = array.reshape(-1), grad.reshape(-1)
-        for j in range(flat.size):
-            flat[j] += 1j * h
-            gflat[j] = complex(f(work)).imag / h
-            flat[j] -= 1j * h  # exactly the original: the real part never changed
-        grads[name] = grad
-    return grads
 

@@ -50,7 +50,7 @@ from .checks import (  # noqa: F401 - check_input, check_state, complete_dstate:
     stepwise_cost,
 )
 from .engine import fused_pair, step_tensors
-from .errors import ArgumentTypeError, ConfigError, ShapeError, check_bool
+from .errors import ArgumentTypeError, ConfigError, ShapeError, check_bool, shape_hint, shape_str
 
 
 @dataclass
@@ -231,6 +231,11 @@ def stepwise_backward(cell, dh, steps, dstate, *, params=None, on_step=None):
         dstate_t["h"] = dstate_t["h"] + dh[t]  # the loss at step t joins the carried dL/dh_t
         grads_t, dx[t], dstate = cell.step_backward(params, dstate_t, steps[t])
         for name, g in grads_t.items():
+            if name in grads and tuple(g.shape) != tuple(grads[name].shape):
+                raise ShapeError(
+                    f"step_backward of the {cell.kind} cell returned dL/d{name} of shape "
+                    f"{shape_str(g.shape)} at t={t}; {name} has shape "
+                    f"{shape_str(grads[name].shape)}" + shape_hint(g.shape, grads[name].shape))
             grads[name] += g  # the same weights act at every step: dL/dW = sum over t
         if on_step is not None:
             on_step(t, dstate_t, grads_t, dx[t], dstate)

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from npcell import exercises
 from npcell.cells import lstm, make_cell, peephole, wmc
 from npcell.cli import main
-from npcell.exercises import BUGS, EXERCISES, grader, variants
+from npcell.errors import ConfigError
+from npcell.exercises import BUGS, EXERCISES, grader, rubric, variants
 from npcell.exercises.generator import BEGIN, END
 
 
@@ -192,17 +193,21 @@ def test_nan_gradient_is_reported_as_nan(tmp_path):
 
 
 def test_score_is_a_rubric_not_a_share_of_rows(tmp_path):
-    # a carry bug and a one-tensor slip each cost their own part, not the spread of the error
+    # a part earns its points when none of its variables is wrong and a tensor it feeds is
+    # right: a dc bug keeps only what does not depend on dc (the output gate and, shown right
+    # by W_o*, the weight lines); a one-tensor slip costs its own part only
     carry = exercises.grade("lstm", _write(tmp_path, "a.py", BUGS["lstm_dc_without_dh_term"]
                                            .source()))
     slip = exercises.grade("wmc", _write(tmp_path, "b.py", BUGS["wmc_o_gate_reads_c_prev"]
                                          .source()))
-    assert carry.score == 85 and slip.score == 90
+    assert carry.wrong == ["dc"] and carry.score == 35
+    assert {p.key for p, e in carry.parts if e} == {"output_gate", "weights"}
+    assert slip.wrong == ["dW_oc"] and slip.score == 90
     rubric = {"dc": 40}
     heavy = exercises.grade("lstm", _write(tmp_path, "c.py", BUGS["lstm_dc_without_dh_term"]
                                            .source()), rubric=rubric)
-    assert heavy.max_score == 125 and heavy.score == 85
-    with pytest.raises(ValueError, match="unknown parts"):
+    assert heavy.max_score == 125 and heavy.score == 35
+    with pytest.raises(ConfigError, match="unknown parts"):
         exercises.grade("lstm", tmp_path / "c.py", rubric={"nope": 1})
 
 
@@ -211,7 +216,7 @@ def test_location_of_two_bugs_is_both_variables(tmp_path):
                                                          'dc_prev = dc')
     grade = exercises.grade("lstm", _write(tmp_path, "lstm.py", text))
     assert sorted(grade.wrong) == ["da_i", "dc_prev"]
-    assert grade.score == 80
+    assert grade.score == 70  # input gate, carry, and dx/dh_prev (which da_i feeds)
 
 
 LOOP_SOLUTION = '''
@@ -337,7 +342,7 @@ def test_every_variable_of_every_variant_is_told_apart_by_its_footprint(name, se
     parts = exercises.default_rubric(EXERCISES[name], variant)
     assert sum(p.points for p in parts) == 100
     for variable in fp:  # every variable belongs to exactly one rubric part
-        assert sum(grader._owns(p, variable, parts) for p in parts) == 1, variable
+        assert sum(rubric.owns(p, variable, parts) for p in parts) == 1, variable
 
 
 def test_extra_gradients_are_ignored_with_a_note(tmp_path):
@@ -398,3 +403,65 @@ def test_no_drawn_variant_is_a_cell_npcell_implements(name, seed):
     except (KeyError, ValueError):
         return  # npcell's cell does not even take these parameters
     assert not np.allclose(ours["h"], theirs["h"]), v
+
+
+def _styled(name):
+    """The solution of ``name`` rewritten in another style: ``import numpy as np``, a helper for
+    the batch sums and the outer products, float64 inside and a cast on the way out."""
+    text = exercises.solution_source(EXERCISES[name]).replace("import numpy\n", (
+        "import numpy\nimport numpy as np\n\nEXTRA = 0.0\n\n\n"
+        "def _batch_sum(a):\n    return np.einsum('b...->...', a) + EXTRA\n\n\n"
+        "def _outer(da, a):\n    return np.einsum('bi,bj->ij', da, a.astype(np.float64))\n"), 1)
+    return (text.replace('da.sum(axis=0)', '_batch_sum(da)')
+            .replace('da.T @ k["x"]', '_outer(da, k["x"])')
+            .replace('return grads, dx, {"h": dh_prev, "c": dc_prev}',
+                     'return ({n: np.asarray(g, dtype=np.float64) for n, g in grads.items()}, '
+                     'dx, {"h": dh_prev, "c": dc_prev})'))
+
+
+@pytest.mark.parametrize("name", ["lstm", "peephole", "wmc"])
+def test_correct_work_in_another_style_scores_full_marks_as_file_and_as_function(name, tmp_path):
+    # a function is graded with its module: the alias, the helpers and the constant it uses go
+    # with it (before, only its own source went, and NameError gave 0)
+    path = _write(tmp_path, f"{name}.py", _styled(name))
+    assert exercises.grade(name, path).passed
+    spec = importlib.util.spec_from_file_location(f"styled_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    grade = exercises.grade(name, module.step_backward)
+    assert grade.passed, str(grade)
+    source = exercises.function_source(module.step_backward)
+    assert "import numpy as np" in source and "def _batch_sum" in source
+    assert "EXTRA = 0.0" in source and "def step_forward" not in source  # only what it uses
+
+
+def test_a_function_that_uses_npcell_takes_npcell_with_it_and_is_flagged(tmp_path):
+    path = _write(tmp_path, "m.py", "import numpy as np\nimport npcell.cells.lstm as ref\n\n\n"
+                  "def step_backward(params, dstate, cache):\n"
+                  "    return ref.lstm_step_backward(params, dstate, cache)\n")
+    spec = importlib.util.spec_from_file_location("uses_npcell", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert "import npcell.cells.lstm as ref" in exercises.function_source(module.step_backward)
+    grade = exercises.grade("lstm", module.step_backward)
+    assert grade.status == "flagged" and grade.score == 0
+
+
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_blank_and_noise_score_zero_on_every_exercise(name, tmp_path):
+    # a part needs a right tensor of its own: work that returns zeros or noise of the right
+    # shapes earns nothing (it used to earn 60-85 for the parts downstream of "da_o")
+    ex = EXERCISES[name]
+    given = exercises.solution_source(ex)
+    if name == "finite_difference":
+        body = ("\n\ndef numerical_gradient(f, x, eps=1e-5):\n"
+                "    return FILL(x.shape)\n")
+    else:
+        body = (f"\n\n_real = {ex.function}\n\n\ndef {ex.function}(params, dstate, cache, **kw):\n"
+                "    grads, dx, dprev = _real(params, dstate, cache, **kw)\n"
+                "    return ({k: FILL(v.shape) for k, v in grads.items()}, FILL(dx.shape),\n"
+                "            {k: FILL(v.shape) for k, v in dprev.items()})\n")
+    for fill in ("numpy.zeros", "numpy.random.default_rng(0).standard_normal"):
+        grade = exercises.grade(name, _write(tmp_path, f"{name}.py",
+                                             given + body.replace("FILL", fill)))
+        assert grade.status == "graded" and grade.score == 0, (fill, str(grade))

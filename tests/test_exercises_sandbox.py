@@ -7,8 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from npcell import exercises
+from npcell import exercises, numdiff
 from npcell.cli import main
+from npcell.errors import ConfigError
 from npcell.exercises import EXERCISES, grader, sandbox
 
 FAKE = "npcell exercise lstm (the paper's cell): 100/100  PASS"
@@ -104,13 +105,13 @@ def test_importing_the_reference_is_flagged(tmp_path):
                               "step_backward = lstm_step_backward")
     grade = exercises.grade("lstm", path)
     assert grade.status == "flagged" and grade.score == 0
-    assert "npcell.cells.lstm" in grade.message
+    assert "it imports npcell at run time" in grade.message
     path = _student(tmp_path, "m = __import__('npcell.cells.lstm', fromlist=['x'])\n"
                               "step_backward = m.lstm_step_backward")
     assert exercises.grade("lstm", path).status == "flagged"
 
 
-# spelled so that the static check (which reads the file's imports and names) cannot see it
+# spelled so that no reading of the file's text could see it
 DYNAMIC_IMPORT = ("import builtins\n"
                   "_load = getattr(builtins, '__imp' + 'ort__')\n"
                   "_ref = _load('npc' + 'ell.cells.wmc', fromlist=['wmc_step_backward'])\n")
@@ -121,7 +122,6 @@ def test_a_dynamically_built_import_of_npcell_is_refused_in_the_child_and_flagge
             + "def step_backward(params, dstate, cache):\n"
             + "".join("    " + line + "\n" for line in DYNAMIC_IMPORT.splitlines())
             + "    return _ref.wmc_step_backward(params, dstate, cache)\n")
-    assert grader._static_flags(text, EXERCISES["wmc"]) == []  # the first line misses it
     path = tmp_path / "wmc.py"
     path.write_text(text)
     grade = exercises.grade("wmc", path)
@@ -169,16 +169,57 @@ def test_the_finite_difference_functions_lead_nowhere_near_npcell(tmp_path):
     assert grade.status == "flagged" and "imports npcell at run time" in grade.message
 
 
-def test_a_numerical_gradient_of_the_given_forward_is_flagged(tmp_path):
-    numeric = ("def step_backward(params, dstate, cache):\n"
-               "    state = {'h': cache['h_prev'], 'c': cache['c_prev']}\n"
-               "    new, _ = step_forward(params, cache['x'], state)\n"
-               "    raise NotImplementedError\n")
-    text = exercises.student_source(EXERCISES["lstm"]).split("# ---- your task")[0] + numeric
+DIFFERENCING = '''
+
+def step_backward(params, dstate, cache):
+    forward = globals()["step_" + "forward"]  # the given forward under another name
+    arrays = {**params, "x": cache["x"], "h": cache["h_prev"], "c": cache["c_prev"]}
+
+    def loss(a):
+        new, _ = forward({k: a[k] for k in params}, a["x"], {"h": a["h"], "c": a["c"]})
+        return sum((dstate[k] * new[k]).sum() for k in new)
+
+    out = {}
+    for name, value in arrays.items():
+        out[name] = numpy.zeros(value.shape)
+        for index in numpy.ndindex(*value.shape):
+            a = {k: v.astype(complex) for k, v in arrays.items()}
+            a[name][index] += 1e-20j  # complex step: exact, no eps to tune
+            out[name][index] = loss(a).imag / 1e-20
+    return {k: out[k] for k in params}, out["x"], {"h": out["h"], "c": out["c"]}
+'''
+
+
+def test_differencing_the_given_forward_is_detected_at_run_time(tmp_path):
+    # right to round-off on the small cases, but no derivation: the hidden larger case runs out
+    # of its budget; the flag says so plainly and no part earns anything
+    text = exercises.student_source(EXERCISES["lstm"]).split("# ---- your task")[0]
     path = tmp_path / "lstm.py"
-    path.write_text(text)
+    path.write_text(text + DIFFERENCING)
     grade = exercises.grade("lstm", path)
-    assert grade.status == "flagged" and "calls step_forward" in grade.message
+    assert grade.status == "flagged" and grade.score == 0
+    assert "differencing the forward numerically" in grade.message
+    assert "did not finish in" in grade.message and "reference backward takes" in grade.message
+
+
+def test_a_copied_forward_with_central_differences_is_detected_with_no_false_hint(tmp_path):
+    # a copy of the forward (another name, so no spelling gives it away) and central
+    # differences: small cases 1e-8..1e-7 off, no "off by one step" hint on numbers that close
+    given = exercises.student_source(EXERCISES["lstm"]).split("# ---- your task")[0]
+    copy = given.split("def step_forward")[1].split("\n\n\n")[0]
+    central = (DIFFERENCING.replace('globals()["step_" + "forward"]', "my_cell")
+               .replace("a = {k: v.astype(complex) for k, v in arrays.items()}",
+                        "a = {k: v.copy() for k, v in arrays.items()}\n"
+                        "            b = {k: v.copy() for k, v in arrays.items()}")
+               .replace("a[name][index] += 1e-20j  # complex step: exact, no eps to tune",
+                        "a[name][index] += 1e-5\n            b[name][index] -= 1e-5")
+               .replace("out[name][index] = loss(a).imag / 1e-20",
+                        "out[name][index] = (loss(a) - loss(b)) / 2e-5"))
+    path = tmp_path / "lstm.py"
+    path.write_text(given + "def my_cell" + copy + "\n\n" + central)
+    grade = exercises.grade("lstm", path)
+    assert grade.score <= 10 and (grade.status == "flagged" or grade.wrong)
+    assert "off by one" not in str(grade)
 
 
 def test_monkey_patching_npcell_or_the_grader_cannot_reach_the_grading_process(tmp_path):
@@ -189,18 +230,17 @@ def test_monkey_patching_npcell_or_the_grader_cannot_reach_the_grading_process(t
     path = tmp_path / "lstm.py"
     path.write_text(text)
     grade = exercises.grade("lstm", path)
-    assert grade.wrong == ["da_i"] and grade.score == 90  # the math is still checked here
-    assert np.abs(np.array([-1.0]))[0] == 1.0 and grader.TOL == 1e-7
-    # importing and patching npcell's grader itself: flagged statically, refused in the child
-    # (npcell is not importable there, so the patch never runs), and our grader is untouched
+    assert grade.wrong == ["da_i"] and grade.score == 80  # the math is still checked here
+    assert np.abs(np.array([-1.0]))[0] == 1.0 and grader.TOL == numdiff.tolerance('float64')
+    # importing and patching npcell's grader itself: refused in the child and flagged (npcell's
+    # files are not even there in the isolated modes), and our grader is untouched
     text = exercises.BUGS["lstm_input_gate_sign"].source() + (
         "\nimport npcell.exercises.grader as g\ng.TOL = 1e9\ng.locate = lambda *a: []\n")
     path.write_text(text)
     grade = exercises.grade("lstm", path)
     assert grade.status == "flagged" and grade.score == 0
-    assert "it imports npcell.exercises.grader (npcell's reference code)" in grade.message
-    assert "refused in the sandbox" in grade.message
-    assert grader.TOL == 1e-7
+    assert "it imports npcell at run time" in grade.message
+    assert grader.TOL == numdiff.tolerance('float64')
 
 
 def test_a_results_file_written_by_the_submission_is_overwritten(tmp_path):
@@ -234,10 +274,60 @@ def test_the_sandbox_reads_back_only_arrays(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["lstm", "wmc", "gru", "finite_difference"])
-def test_grading_one_submission_takes_under_two_seconds(name, tmp_path):
+def test_grading_one_submission_takes_seconds(name, tmp_path):
+    # two isolated children (the cases, then the hidden larger case): ~1 s on a quiet machine,
+    # ~2 s on the shared 2-core CI machine; a platform's limit is a minute
     path = exercises.write_exercise(EXERCISES[name], tmp_path, solution=True)
     start = time.perf_counter()
     grade = exercises.grade(name, path)
     elapsed = time.perf_counter() - start
     assert grade.passed
-    assert elapsed < 2.0, f"grading {name} took {elapsed:.2f} s"
+    assert elapsed < 5.0, f"grading {name} took {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("mode", ["process", "namespace"])
+def test_every_output_format_says_which_isolation_graded(mode, tmp_path, monkeypatch):
+    # the weaker mode says what it does not stop, in each document a platform reads
+    if mode == "namespace" and sandbox.isolation().mode != "namespace":
+        pytest.skip("the isolated mode needs root and namespaces (CI has both)")
+    monkeypatch.setenv("NPCELL_SANDBOX", mode)
+    sandbox.isolation.cache_clear()
+    try:
+        grade = exercises.grade("lstm", _student(tmp_path, "", solution=True))
+    finally:
+        monkeypatch.undo()
+        sandbox.isolation.cache_clear()
+    assert grade.passed
+    line = f"Isolation: {mode} ("
+    for fmt in exercises.FORMATS:
+        assert line in exercises.render(grade, fmt), fmt
+    assert ("Not stopped" in grade.isolation) == (mode == "process")
+
+
+def test_a_bad_sandbox_mode_is_one_line(monkeypatch):
+    monkeypatch.setenv("NPCELL_SANDBOX", "chroot-ish")
+    sandbox.isolation.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="NPCELL_SANDBOX must be one of"):
+            sandbox.isolation()
+    finally:
+        monkeypatch.undo()
+        sandbox.isolation.cache_clear()
+
+
+def test_the_stepper_entry_point_runs_a_function_on_arrays(tmp_path):
+    # sandbox.run is the stable entry point the BPTT stepper's check mode uses
+    path = _student(tmp_path, "", solution=True)
+    ex = EXERCISES["lstm"]
+    problem = grader._problems(ex, exercises.base("lstm"))[0]
+    params, _, _, dstate, cache = grader._case_arrays(problem, 2, 3, 4, 0)
+    inputs = {f"0.{part}.{k}": v for part, tree in (("params", params), ("dstate", dstate),
+                                                    ("cache", cache)) for k, v in tree.items()}
+    result = sandbox.run(path, {"function": "step_backward", "kind": "step",
+                                "cases": [{"call_options": {}}]}, inputs, timeout=20,
+                         memory_bytes=sandbox.MEMORY_BYTES)
+    grads, dx, dprev = problem.solution(params, dstate, cache)
+    assert result.status["loaded"] and not result.timed_out and result.leftovers == 0
+    np.testing.assert_allclose(result.outputs["0.grads.W_ix"], grads["W_ix"])
+    np.testing.assert_allclose(result.outputs["0.dx"], dx)
+    np.testing.assert_allclose(result.outputs["0.dstate_prev.c"], dprev["c"])

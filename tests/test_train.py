@@ -10,12 +10,12 @@ import pytest
 
 from npcell.cli import main as npcell_main
 from npcell.errors import CheckpointError, ConfigError
-from npcell.gradcheck import DEFAULTS, relative_error
+from npcell.numdiff import CENTRAL_STEP, TOLERANCES, relative_error
 from npcell.tasks import make_task
 from npcell.training import SequenceModel, TrainConfig, read_metrics, train
 from npcell.training.config import PRESETS, preset_config
 
-EPS, TOL, FLOOR = DEFAULTS["float64"]
+EPS, TOL, FLOOR = CENTRAL_STEP, TOLERANCES["float64"].rtol, 1e-4
 
 
 def small_adding(**overrides):

@@ -16,17 +16,19 @@ From Python::
     print(grade)              # rubric, the wrong variable, pattern hints
     grade.score, grade.max_score, grade.wrong
 
-The student's file only ever runs in a child process (:mod:`npcell.exercises.sandbox`); the
-grading process computes every number from its own forward and complex-step derivatives.
+The student's file only ever runs in an isolated child process (:mod:`npcell.exercises.sandbox`:
+its own user and namespaces where the OS allows); the grading process computes every number from
+its own forward and complex-step derivatives.
 """
 
 from __future__ import annotations
 
-from . import finite_difference, notebook, package, sandbox, students, variants
+from . import finite_difference, notebook, package, sandbox, source, students, variants
 from .catalogue import BUGS, EXERCISES, Exercise, PlantedBug
 from .formats import FORMATS, render
 from .generator import read_header, solution_source, strip_solutions, student_source, write_exercise
 from .grader import CASES, Grade, Part, apply_rubric, default_rubric, grade
+from .source import function_source
 from .variants import Variant, base, draw
 
 __all__ = [
@@ -44,12 +46,14 @@ __all__ = [
     "default_rubric",
     "draw",
     "finite_difference",
+    "function_source",
     "grade",
     "notebook",
     "package",
     "read_header",
     "render",
     "sandbox",
+    "source",
     "solution_source",
     "strip_solutions",
     "students",

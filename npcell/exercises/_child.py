@@ -1,22 +1,20 @@
 """The child side of the sandbox: runs ONE student file on the inputs the grader wrote.
 
-Started by :mod:`npcell.exercises.sandbox` as ``python -I _child.py STUDENT.py WORKDIR`` in a
-fresh interpreter (so nothing the student does can reach the grading process). It reads
+Started by :mod:`npcell.exercises.sandbox` as ``python -I -S _child.py STUDENT.py WORKDIR
+NUMPY_PARENT`` in a fresh interpreter, usually as another user in its own namespaces (so nothing
+the student does can reach the grading process). This file and ``fd_functions.py`` are copied
+into WORKDIR: they are all of npcell the child gets (standard library and NumPy only). It reads
 ``WORKDIR/job.json`` and ``WORKDIR/inputs.npz``, calls the student's function once per case on
 fresh copies of every input, and writes what came back to ``WORKDIR/outputs.npz`` (arrays only,
 read back with ``allow_pickle=False``) and ``WORKDIR/status.json``. It computes no score: the
 parent compares the arrays with its own numerical derivatives. Whatever this process writes or
 prints is data for the parent, never a verdict.
 
-It imports only the standard library and NumPy, and npcell is not importable here: before the
-student's code runs, :func:`_refuse_npcell` puts a finder first on ``sys.meta_path`` that refuses
-``npcell`` and everything under it (however the import is spelled: ``import``, ``__import__``
-reached through ``getattr``, ``importlib``) and records the attempt, which the parent flags.
-The grader's static check of the file is the second line, not the only one. (This is the
-student's own process: code written on purpose to remove the finder again is not stopped; what
-keeps npcell's code from being the answer is the per-student variant, which npcell has no
-backward for.) The finite-difference tests come from ``fd_functions.py``, loaded by path,
-NumPy only.
+What keeps npcell out of reach is the operating system (:mod:`npcell.exercises.sandbox`: in the
+isolated modes npcell's files do not exist in the child's file system). As a tripwire in every
+mode, :func:`_refuse_npcell` puts a finder first on ``sys.meta_path`` that refuses ``npcell`` and
+records the attempt, which the parent flags. The finite-difference tests come from
+``fd_functions.py``, loaded by path.
 """
 
 import importlib.abc
@@ -27,7 +25,9 @@ import sys
 import traceback
 import types
 
-import numpy
+if len(sys.argv) > 3:  # -S: no site-packages; NumPy's folder is the one path the child gets
+    sys.path.insert(0, sys.argv[3])
+import numpy  # noqa: E402
 
 _IDENT = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 # Taken before the student's code runs, so rebinding them in the student's module changes nothing

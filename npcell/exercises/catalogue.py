@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cells import gru
+from ..errors import ConfigError
 from . import finite_difference, variants
 from .generator import BEGIN, END, solution_source
 
@@ -105,14 +106,14 @@ class PlantedBug:
         for old, new in self.edits:
             count = text.count(old)
             if count != 1:
-                raise ValueError(
+                raise ConfigError(
                     f"planted bug {self.name!r}: expected the text {old!r} exactly once in the "
                     f"{self.exercise} solution, found it {count} times (did the reference change?)"
                 )
             at = text.index(old)
             text = text.replace(old, new)
             if text.rfind(BEGIN, 0, at) <= text.rfind(END, 0, at):
-                raise ValueError(f"planted bug {self.name!r} edits code the exercise gives the "
+                raise ConfigError(f"planted bug {self.name!r} edits code the exercise gives the "
                                  "student; bugs belong inside a solution block")
         return text
 

@@ -16,6 +16,8 @@ import json
 import math
 from xml.etree import ElementTree
 
+from ..errors import ConfigError
+
 FORMATS = ("text", "json", "gradescope", "prairielearn", "junit")
 PLATFORM_FORMATS = ("gradescope", "prairielearn", "junit")
 
@@ -23,7 +25,7 @@ PLATFORM_FORMATS = ("gradescope", "prairielearn", "junit")
 def render(grade, fmt: str) -> str:
     """The document ``fmt`` of ``grade`` as text."""
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}; got {fmt!r}")
+        raise ConfigError(f"format must be one of {FORMATS}; got {fmt!r}")
     if fmt == "text":
         return str(grade)
     if fmt == "junit":
@@ -52,7 +54,7 @@ def gradescope(grade) -> dict:
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests,
             "extra_data": {"exercise": grade.exercise, "variant": grade.variant,
                            "status": grade.status, "wrong_variables": list(grade.wrong),
-                           "flags": list(grade.flags)}}
+                           "flags": list(grade.flags), "isolation": grade.isolation}}
 
 
 def prairielearn(grade) -> dict:
@@ -84,6 +86,8 @@ def junit(grade) -> str:
                 case, "failure", message=feedback.split("\n")[0][:200],
                 type="wrong" if grade.status == "graded" else grade.status)
             failure.text = feedback
+    props = ElementTree.SubElement(suite, "properties")
+    ElementTree.SubElement(props, "property", name="isolation", value=grade.isolation)
     out = ElementTree.SubElement(suite, "system-out")
     out.text = str(grade)
     root = ElementTree.Element("testsuites", name="npcell exercises")

@@ -15,6 +15,7 @@ import re
 import textwrap
 from pathlib import Path
 
+from ..errors import ConfigError
 from . import variants
 
 BEGIN = "### BEGIN SOLUTION"
@@ -82,7 +83,7 @@ def solution_source(exercise, variant=None) -> str:
               ""]
     text = "\n".join(parts) + "\n"
     if BEGIN not in text:
-        raise ValueError(f"the reference of exercise {exercise.name!r} has no {BEGIN!r} marker")
+        raise ConfigError(f"the reference of exercise {exercise.name!r} has no {BEGIN!r} marker")
     return text
 
 
@@ -116,7 +117,7 @@ def strip_solutions(text: str, exercise_name: str = "exercise") -> str:
         else:
             out.append(line)
     if block is not None:
-        raise ValueError(f"{BEGIN!r} without a matching {END!r}")
+        raise ConfigError(f"{BEGIN!r} without a matching {END!r}")
     return "\n".join(out) + "\n"
 
 

@@ -1,8 +1,9 @@
 """Grading from a notebook (the check and hidden-test cells of the nbgrader version).
 
 :func:`check` grades the student's function object with :func:`~npcell.exercises.grade`, which
-writes its source (``inspect.getsource`` works for functions defined in notebook cells) after
-the exercise's given code and grades that file in the sandbox like any other submission.
+writes it with its module context (the imports, helpers and constants it uses, from any cell:
+:func:`~npcell.exercises.source.function_source`) after the exercise's given code and grades that
+file in the sandbox like any other submission.
 Results are cached by source, so the hidden-test cells (one per rubric part) share one run.
 
 In nbgrader the hidden tests run in the student's own kernel, so the kernel itself is not
@@ -11,10 +12,9 @@ protected the way a platform autograder is; what is graded still runs only in th
 
 from __future__ import annotations
 
-import inspect
-
 from .catalogue import EXERCISES
 from .grader import grade
+from .source import function_source
 
 _CACHE: dict = {}
 
@@ -41,7 +41,7 @@ class NotebookGrade:
 def check(exercise, function, *, variant=None) -> NotebookGrade:
     """Grade ``function`` (the student's, defined in the notebook) on ``exercise``."""
     ex = EXERCISES[exercise] if isinstance(exercise, str) else exercise
-    key = (ex.name, variant, inspect.getsource(function))
+    key = (ex.name, variant, function_source(function))
     if key not in _CACHE:
         _CACHE[key] = NotebookGrade(grade(ex, function, variant=variant))
     return _CACHE[key]

@@ -1,58 +1,50 @@
 """Autograders for course platforms, and the nbgrader notebook of each exercise.
 
-* :func:`package` ``platform="gradescope"``: ``<name>-gradescope.zip`` with ``setup.sh`` (installs
-  npcell from the wheel the zip carries), ``run_autograder`` (grades the submission in the
-  sandbox and writes ``/autograder/results/results.json``) and the wheel.
+Both platform packages carry npcell itself as plain source (``lib/npcell``, copied from the
+installed package: no wheel to build, nothing to install at grading time) and need only Python 3
+with NumPy at grading time, with no network.
+
+* :func:`package` ``platform="gradescope"``: ``<name>-gradescope.zip`` with ``setup.sh`` (runs
+  once when Gradescope builds the image: makes sure NumPy is there, makes the autograder folder
+  unreadable to other users), ``run_autograder`` (grades the submission in the isolated child and
+  writes ``/autograder/results/results.json``) and ``lib/npcell``.
 * :func:`package` ``platform="prairielearn"``: a course fragment for PrairieLearn's external
   grader (``questions/npcell_<name>/`` with ``info.json``, ``question.html`` and the student's
-  starting file; ``serverFilesCourse/npcell_grader/`` with ``run.sh`` and the wheel), as a folder
-  and a zip. ``run.sh`` writes ``/grade/results/results.json``.
+  starting file; ``serverFilesCourse/npcell_grader/`` with ``run.sh`` and ``lib/npcell``), as a
+  folder and a zip. ``run.sh`` writes ``/grade/results/results.json``.
 * :func:`write_notebook`: an nbgrader source notebook: the given code (locked), the solution cell
   (``### BEGIN SOLUTION`` blocks) and one hidden-test cell per rubric part, with its points.
 
 The scripts read their folders from environment variables with the platform's defaults
-(``NPCELL_AUTOGRADER_ROOT``, ``NPCELL_RESULTS_DIR``, ``NPCELL_PYTHON``, ``NPCELL_PIP_ARGS``), so a
-test can run them end to end in a temporary folder.
+(``NPCELL_AUTOGRADER_ROOT``, ``NPCELL_RESULTS_DIR``, ``NPCELL_PYTHON``), so a test can run them
+end to end in a temporary folder; they hide the autograder root from the submission
+(``NPCELL_SANDBOX_HIDE``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
-import subprocess
-import sys
-import tempfile
 import uuid
 import zipfile
 from pathlib import Path
 
+from ..errors import ConfigError
 from . import variants
 from .generator import DOCS, solution_source, student_source
 from .grader import apply_rubric, default_rubric
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = Path(__file__).resolve().parents[1]  # the installed npcell package
 
 
-def build_wheel(outdir) -> Path:
-    """npcell's wheel, built from this source tree with ``pip wheel --no-deps`` (hatchling must
-    be installed: no build isolation, so nothing is downloaded). ``NPCELL_WHEEL`` names a wheel
-    to use instead (e.g. when npcell was itself installed from one)."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    given = os.environ.get("NPCELL_WHEEL")
-    if given:
-        return Path(shutil.copy(given, outdir))
-    if not (PROJECT_ROOT / "pyproject.toml").is_file():
-        raise FileNotFoundError(f"no pyproject.toml in {PROJECT_ROOT}: packaging needs npcell's "
-                                "source tree, or NPCELL_WHEEL=path/to/npcell-*.whl")
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                        "--no-index", "-q", "-w", tmp, str(PROJECT_ROOT)], check=True,
-                       stdout=subprocess.DEVNULL)
-        wheel = next(Path(tmp).glob("npcell-*.whl"))
-        return Path(shutil.copy(wheel, outdir))
+def vendor(outdir) -> Path:
+    """Copy npcell's package (source only, no caches) to ``outdir/lib/npcell``; returns lib."""
+    lib = Path(outdir) / "lib"
+    if (lib / "npcell").exists():
+        shutil.rmtree(lib / "npcell")
+    shutil.copytree(PACKAGE, lib / "npcell", ignore=shutil.ignore_patterns("__pycache__"))
+    return lib
 
 
 def _check_args(exercise, variant, rubric, salt=None):
@@ -67,21 +59,26 @@ def _check_args(exercise, variant, rubric, salt=None):
 
 
 _SETUP = """#!/usr/bin/env bash
-# Gradescope runs this once, when it builds the autograder image: install npcell from the wheel
-# in this zip (its dependencies, NumPy and matplotlib, come from PyPI at build time).
+# Gradescope runs this once, when it builds the autograder image (the network is there then,
+# not when grading): Python 3 with NumPy is all grading needs; npcell is in lib/ of this zip.
 set -euo pipefail
 SOURCE="${NPCELL_AUTOGRADER_SOURCE:-/autograder/source}"
 PYTHON="${NPCELL_PYTHON:-python3}"
-if ! "$PYTHON" -m pip --version > /dev/null 2>&1; then
-    apt-get update && apt-get install -y python3 python3-pip
+if ! "$PYTHON" -c 'import numpy' > /dev/null 2>&1; then
+    if ! "$PYTHON" -m pip --version > /dev/null 2>&1; then
+        apt-get update && apt-get install -y python3 python3-pip
+    fi
+    "$PYTHON" -m pip install numpy
 fi
-"$PYTHON" -m pip install ${NPCELL_PIP_ARGS:-} "$SOURCE"/npcell-*.whl
+# nothing of the autograder readable by other users: the submission runs as one where the
+# kernel has no namespaces for it (docs/exercises.md, isolation modes)
+chmod -R go-rwx "$SOURCE"
 """
 
 _RUN = """#!/usr/bin/env bash
-# Gradescope runs this for every submission. The student's file runs only inside npcell's
-# sandbox (a child process with time and memory limits); this script writes results.json
-# after that child has ended, so nothing the submission writes there survives.
+# Gradescope runs this for every submission. The student's file runs only in npcell's isolated
+# child (its own user and namespaces, nothing of /autograder visible); results.json is written
+# after every process of the submission has ended, so nothing it writes there survives.
 set -uo pipefail
 {  # bash reads this block whole before running it, so a submission that rewrites this file
    # while it runs changes nothing
@@ -89,6 +86,7 @@ ROOT="${NPCELL_AUTOGRADER_ROOT:-/autograder}"
 SOURCE="$ROOT/source"
 RESULTS="${NPCELL_RESULTS_DIR:-$ROOT/results}"
 PYTHON="${NPCELL_PYTHON:-python3}"
+export PYTHONPATH="$SOURCE/lib" NPCELL_SANDBOX_HIDE="$ROOT"
 mkdir -p "$RESULTS"
 FILE="$(find "$ROOT/submission" -name '__NAME__.py' -type f | head -n 1)"
 if [ -z "$FILE" ]; then
@@ -114,18 +112,17 @@ exit 0
 """
 
 _PL_RUN = """#!/usr/bin/env bash
-# PrairieLearn's external grader runs this in its container: the submission is in
-# /grade/student, results go to /grade/results/results.json (written after the sandboxed
-# child that runs the student's code has ended).
+# PrairieLearn's external grader runs this in its container, with no network: the submission
+# is in /grade/student, results go to /grade/results/results.json (written after every process
+# of the submission has ended). npcell is in lib/ beside this script; NumPy is in the image.
 set -uo pipefail
 {  # read whole before it runs (see run_autograder)
 ROOT="${NPCELL_AUTOGRADER_ROOT:-/grade}"
 SOURCE="$ROOT/serverFilesCourse/npcell_grader"
 RESULTS="${NPCELL_RESULTS_DIR:-$ROOT/results}"
 PYTHON="${NPCELL_PYTHON:-python3}"
+export PYTHONPATH="$SOURCE/lib" NPCELL_SANDBOX_HIDE="$ROOT"
 mkdir -p "$RESULTS"
-"$PYTHON" -c 'import npcell' 2> /dev/null || \\
-    "$PYTHON" -m pip install -q ${NPCELL_PIP_ARGS:-} "$SOURCE"/npcell-*.whl
 "$PYTHON" -m npcell exercises check "$ROOT/student/__NAME__.py" __ARGS__ \\
     --format prairielearn --out "$RESULTS/results.json"
 if [ $? -ne 0 ]; then
@@ -155,22 +152,22 @@ def package(exercise, outdir, *, platform, variant=None, rubric=None, salt=None)
         return _gradescope(exercise, outdir, args, rubric)
     if platform == "prairielearn":
         return _prairielearn(exercise, outdir, args, rubric, variant)
-    raise ValueError(f"platform must be 'gradescope' or 'prairielearn'; got {platform!r}")
+    raise ConfigError(f"platform must be 'gradescope' or 'prairielearn'; got {platform!r}")
 
 
 def _check_salt(exercise, platform, variant, salt):
     """Per-student variants need a Gradescope package of an LSTM-family exercise, no fixed
     variant and a non-empty salt; ValueError with one line otherwise."""
     if platform != "gradescope":
-        raise ValueError("--salt (per-student variants) works with --platform gradescope: "
+        raise ConfigError("--salt (per-student variants) works with --platform gradescope: "
                          "PrairieLearn's grading data carries no user id (docs/exercises.md)")
     if not exercise.has_variants:
-        raise ValueError(f"exercise {exercise.name!r} has no variants; --salt works for lstm, "
+        raise ConfigError(f"exercise {exercise.name!r} has no variants; --salt works for lstm, "
                          "peephole, wmc")
     if variant is not None:
-        raise ValueError("--variant and --salt both choose the variant; give one of them")
+        raise ConfigError("--variant and --salt both choose the variant; give one of them")
     if not isinstance(salt, str) or not salt:
-        raise ValueError(f"the salt must be non-empty text; got {salt!r}")
+        raise ConfigError(f"the salt must be non-empty text; got {salt!r}")
 
 
 def _variant(exercise, seed):
@@ -180,21 +177,19 @@ def _variant(exercise, seed):
 
 
 def _gradescope(exercise, outdir, args, rubric):
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        wheel = build_wheel(tmp)
-        files = {"setup.sh": _SETUP,
-                 "run_autograder": _RUN.replace("__NAME__", exercise.name).replace("__ARGS__",
-                                                                                   args)}
-        if rubric:
-            files["rubric.json"] = json.dumps(rubric)
-        path = outdir / f"{exercise.name}-gradescope.zip"
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, text in files.items():
-                info = zipfile.ZipInfo(name)
-                info.external_attr = 0o755 << 16  # executable scripts
-                zf.writestr(info, text)
-            zf.write(wheel, wheel.name)
+    files = {"setup.sh": _SETUP,
+             "run_autograder": _RUN.replace("__NAME__", exercise.name).replace("__ARGS__", args)}
+    if rubric:
+        files["rubric.json"] = json.dumps(rubric)
+    path = outdir / f"{exercise.name}-gradescope.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in files.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o755 << 16  # executable scripts
+            zf.writestr(info, text)
+        for file in sorted(PACKAGE.rglob("*")):
+            if file.is_file() and "__pycache__" not in file.parts:
+                zf.write(file, f"lib/npcell/{file.relative_to(PACKAGE)}")
     return path
 
 
@@ -206,7 +201,7 @@ def _prairielearn(exercise, outdir, args, rubric, seed):
     grader = root / "serverFilesCourse" / "npcell_grader"
     (question / "tests").mkdir(parents=True)
     grader.mkdir(parents=True)
-    build_wheel(grader)
+    vendor(grader)
     run = _PL_RUN.replace("__NAME__", exercise.name).replace("__ARGS__", args)
     (grader / "run.sh").write_text(run)
     (grader / "run.sh").chmod(0o755)

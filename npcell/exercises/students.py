@@ -19,6 +19,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..errors import ConfigError
+
 PREFIX = "npcell-student-variant"
 
 
@@ -26,9 +28,9 @@ def student_seed(salt: str, exercise: str, ids) -> int:
     """The variant seed (0 <= seed < 2**32) of the student(s) ``ids`` for ``exercise``."""
     ids = sorted(str(i) for i in ids)
     if not isinstance(salt, str) or not salt:
-        raise ValueError(f"the salt must be non-empty text; got {salt!r}")
+        raise ConfigError(f"the salt must be non-empty text; got {salt!r}")
     if not ids or any(not i or "\0" in i for i in ids):
-        raise ValueError(f"expected one or more non-empty student ids; got {ids!r}")
+        raise ConfigError(f"expected one or more non-empty student ids; got {ids!r}")
     text = "\0".join([PREFIX, salt, exercise, *ids])
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big")
 
@@ -41,18 +43,18 @@ def gradescope_ids(path) -> list[str]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
-        raise ValueError(f"cannot read the submission metadata {path}: {err.strerror}") from None
+        raise ConfigError(f"cannot read the submission metadata {path}: {err.strerror}") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"the submission metadata {path} is not JSON ({err.msg})") from None
+        raise ConfigError(f"the submission metadata {path} is not JSON ({err.msg})") from None
     users = data.get("users") if isinstance(data, dict) else None
     if not isinstance(users, list) or not users:
-        raise ValueError(f"expected a 'users' list in {path} (Gradescope's submission metadata); "
+        raise ConfigError(f"expected a 'users' list in {path} (Gradescope's submission metadata); "
                          f"got {type(users).__name__}")
     ids = []
     for user in users:
         uid = user.get("id") if isinstance(user, dict) else None
         if uid is None or isinstance(uid, bool) or str(uid) == "":
-            raise ValueError(f"expected every entry of 'users' in {path} to have an 'id'; got "
+            raise ConfigError(f"expected every entry of 'users' in {path} to have an 'id'; got "
                              f"{user!r}"[:200])
         ids.append(str(uid))
     return ids

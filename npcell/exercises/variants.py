@@ -19,6 +19,8 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
+from ..errors import ConfigError
+
 CELL_EXERCISES = ("lstm", "peephole", "wmc")
 READERS = ("i", "f", "o")  # the gates that may read the cell: i, f read c_{t-1}, o reads c_t
 
@@ -48,14 +50,14 @@ class Variant:
 
     def __post_init__(self):
         if self.exercise not in CELL_EXERCISES:
-            raise ValueError(f"variant exercise must be one of {CELL_EXERCISES}; got "
+            raise ConfigError(f"variant exercise must be one of {CELL_EXERCISES}; got "
                              f"{self.exercise!r}")
         if self.candidate not in CANDIDATES:
-            raise ValueError(f"candidate must be one of {list(CANDIDATES)}; got "
+            raise ConfigError(f"candidate must be one of {list(CANDIDATES)}; got "
                              f"{self.candidate!r}")
         bad = [g for g in self.reads if g not in READERS or (g == "f" and self.coupled)]
         if bad:
-            raise ValueError(f"gates {bad} cannot read the cell in this variant")
+            raise ConfigError(f"gates {bad} cannot read the cell in this variant")
 
     @property
     def gates(self) -> tuple:
