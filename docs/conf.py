@@ -34,6 +34,21 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+# Mathematics is typeset by a MathJax that travels with the built pages (_static/mathjax/), so
+# the equations render with nothing fetched: on an intranet, from a USB stick, on a train.
+# The files are MathJax 3.2.2's own distribution (es5/) as shipped, unchanged, by the
+# django-static-mathjax package (a dependency of the docs and test extras; no dependencies of
+# its own); _local_mathjax copies what the pages use at the end of the build. TeX in, SVG out:
+# the SVG output draws its glyphs from JavaScript, with no web fonts, which browsers refuse to
+# pages opened from file://. myst's window.MathJax settings (typeset only class "math") apply.
+# Without the package the pages fall back to Sphinx's CDN MathJax, with a warning (-W fails).
+_MATHJAX = __import__("importlib").util.find_spec("mathjax")
+_MATHJAX = (Path(_MATHJAX.submodule_search_locations[0]) / "static" / "mathjax" / "es5"
+            if _MATHJAX and _MATHJAX.submodule_search_locations else None)
+if _MATHJAX is not None and (_MATHJAX / "tex-svg.js").is_file():
+    mathjax_path = "mathjax/tex-svg.js"  # under _static/
+else:
+    _MATHJAX = None
 myst_heading_anchors = 3
 nb_execution_mode = os.environ.get("NPCELL_DOCS_EXECUTE", "cache")
 nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
@@ -119,7 +134,37 @@ def _optional_pages(app, docname, source):
         print(f"npcell docs: {page}.md not written yet; left out of the table of contents")
 
 
+def _local_mathjax(app, exception):
+    """Copy MathJax (tex-svg.js and the parts it loads on demand: TeX extensions, the menu,
+    accessibility) into the built pages' _static/mathjax/, once per output folder."""
+    if exception is not None or app.builder.format != "html":
+        return
+    if _MATHJAX is None:
+        from sphinx.util import logging
+
+        logging.getLogger(__name__).warning(
+            "django-static-mathjax is not installed: the pages load MathJax from a CDN and "
+            "show raw LaTeX offline (pip install -e '.[docs]')")
+        return
+    target = Path(app.outdir) / "_static" / "mathjax"
+    stamp = target / ".npcell-source"
+    source = f"{_MATHJAX} {(_MATHJAX / 'tex-svg.js').stat().st_size}"
+    if stamp.is_file() and stamp.read_text() == source:
+        return
+
+    def unused(folder, names):  # the other combined builds and the web-font (CHTML) output
+        if Path(folder) == _MATHJAX:
+            return [n for n in names if n.endswith(".js") and n != "tex-svg.js"]
+        return [n for n in names if n.startswith("chtml")]
+
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(_MATHJAX, target, ignore=unused)
+    shutil.copyfile(_MATHJAX.parent / "LICENSE", target / "LICENSE")
+    stamp.write_text(source)
+
+
 def setup(app):
+    app.connect("build-finished", _local_mathjax)
     app.connect("source-read", _optional_pages)
     app.connect("autodoc-process-docstring", _plain_docstrings, priority=600)
     app.connect("builder-inited", _copy_notebooks)
