@@ -41,6 +41,7 @@ import numpy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import figure2_cell_norm as fig2  # noqa: E402
+import repro_common as rc  # noqa: E402
 
 import npcell  # noqa: E402
 from npcell.training.optim import SGD, clip_grad_norm  # noqa: E402
@@ -118,6 +119,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     out = Path(args.out)
     t_start = time.perf_counter()
+    launch_commit = rc.commit()  # the code that ran, even if the checkout moves on meanwhile
     probes: dict = {}
 
     def probe_of(seed):
@@ -164,6 +166,7 @@ def main(argv=None):
                     print(f"sensitivity: {name}: c_T {run['c_T']}", flush=True)
 
     summary = {"command": " ".join(["python", "scripts/figure2_distribution.py", *sys.argv[1:]]),
+               "commit": launch_commit, "dtype": "float32 unless noted", "blas_threads": 1,
                "flood_ratio": FLOOD_RATIO, "cpu_s": time.perf_counter() - t_start,
                "init": init_rows, "flooding_seeds": flooding, "train": train_rows,
                "sensitivity": sensitivity}

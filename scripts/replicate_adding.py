@@ -67,10 +67,10 @@ def collect(configs, out_root):
     return rows
 
 
-def write_summary(args, tag, setup, rows, wall_s):
+def write_summary(args, tag, setup, rows, wall_s, launch_commit):
     """``OUT/<tag>/summary.json`` and ``SUMMARY_DIR/<tag>.json``: per-run rows plus what a
     results row must record (command, commit, dtype, BLAS threads, seeds, wall and CPU time)."""
-    summary = {"command": rc.command_line(), "commit": rc.commit(), "dtype": args.dtype,
+    summary = {"command": rc.command_line(), "commit": launch_commit, "dtype": args.dtype,
                "blas_threads": 1, "seeds": args.seeds, "machine": rc.machine(),
                "wall_s": wall_s, "cpu_s": sum(r["wall_s"] for r in rows), "setup": setup,
                "runs": rows}
@@ -125,6 +125,7 @@ def main(argv=None):
         for seed in args.seeds for cell in args.cells
     ]
     t0 = time.perf_counter()
+    launch_commit = rc.commit()  # the code that trains, even if the checkout moves on meanwhile
     if args.collect:
         runs = collect(configs, Path(args.out) / tag)
     else:
@@ -132,7 +133,7 @@ def main(argv=None):
     rows = [run_row(r, args.steps) for r in runs]
     setup = {k: getattr(args, k) for k in ("T", "hidden", "batch", "optimizer", "lr", "steps",
                                            "eval_every", "n_test", "stop_below")}
-    write_summary(args, tag, setup, rows, time.perf_counter() - t0)
+    write_summary(args, tag, setup, rows, time.perf_counter() - t0, launch_commit)
     for r in rows:
         print(f"{r['cell']:>9} seed {r['seed']}: < 0.1 at {r['steps_below_0.1']}, "
               f"< 0.01 at {r['steps_below_0.01']}, last MSE {r['last_test_mse']:.4f} "

@@ -47,6 +47,7 @@ def main(argv=None):
     from npcell.training import TrainConfig
 
     t0 = time.perf_counter()
+    launch_commit = rc.commit()  # the code that trains, even if the checkout moves on meanwhile
     configs = [
         TrainConfig(task="art", task_options={"K": K, "variant": args.variant,
                                               "n_train": args.n_train, "n_valid": 1000,
@@ -72,7 +73,8 @@ def main(argv=None):
               f"test accuracy {rows[-1]['test_accuracy']:.3f}")
     setup = {k: getattr(args, k) for k in ("K", "variant", "hidden", "embedding", "steps",
                                            "n_train", "lr")}
-    write_summary(args, f"{args.variant}_equal_steps", setup, rows, time.perf_counter() - t0)
+    write_summary(args, f"{args.variant}_equal_steps", setup, rows, time.perf_counter() - t0,
+                  launch_commit)
 
 
 if __name__ == "__main__":

@@ -103,9 +103,12 @@ def verdict_a(summary):
     return verdict, text, solved
 
 
+NO_SUMMARY = "No summary in docs/replication/ yet: not run, or still running."
+
+
 def section_a(summary):
     if summary is None:
-        return ["Not run."], None
+        return [NO_SUMMARY], None
     verdict, text, solved = verdict_a(summary)
     final = "supported" if solved >= 4 else "not supported"
     lines = [*adding_table(summary), "",
@@ -134,7 +137,7 @@ def section_b(sgd, t400, adam):
             verdicts["B2"] = "not informative: neither leaves the plateau"
         lines += [f"Verdict B2: {verdicts['B2']}. Run: {provenance(t400)}.", ""]
     else:
-        lines += ["B2 (T = 400, Adam): not run.", ""]
+        lines += [f"B2 (T = 400, Adam): {NO_SUMMARY}", ""]
     if sgd is not None:
         lines += ["**B1, T = 200, SGD-Nesterov lr 1e-2:**", "", *adding_table(sgd), ""]
         left = {r["cell"] for r in sgd["runs"] if r["steps_below_0.1"] is not None}
@@ -152,7 +155,7 @@ def section_b(sgd, t400, adam):
             verdicts["B1"] = "incomplete: the runs did not reach the cap in this session"
         lines += [f"Verdict B1: {verdicts['B1']}. Run: {provenance(sgd)}."]
     else:
-        lines += ["B1 (T = 200, SGD): not run."]
+        lines += [f"B1 (T = 200, SGD): {NO_SUMMARY}"]
     return lines, verdicts
 
 
@@ -162,7 +165,7 @@ def ratio(row, kind):
 
 def section_c(summary):
     if summary is None:
-        return ["Not run."], None
+        return [NO_SUMMARY], None
     flood = summary["flood_ratio"]
     counts: dict = {}
     for r in summary["init"]:
@@ -220,14 +223,14 @@ def section_c(summary):
             f"seed-settings; flooding persists to iteration {last_it} in {persist} of {n_train} "
             "trained seeds")
     lines += ["", f"**Verdict: {verdict}** ({text}). Figure: `figures/figure2_distribution.png`. "
-              f"Run: `{summary['command']}`, float32 unless noted, 1 BLAS thread unless noted, "
-              f"CPU {summary['cpu_s'] / 60:.0f} min."]
+              f"Run: `{summary['command']}`, commit {summary.get('commit', 'unknown')}, float32 "
+              f"and 1 BLAS thread unless noted, CPU {summary['cpu_s'] / 60:.0f} min."]
     return lines, (verdict, text)
 
 
 def section_d(summary):
     if summary is None:
-        return ["Not run."], None
+        return [NO_SUMMARY], None
     rows = summary["runs"]
     Ks = sorted({r["K"] for r in rows})
     seeds = summary["seeds"]
