@@ -66,22 +66,9 @@ CELL_OPTIONS = {"gru": {"reset_after": True}}  # the form nn.GRU computes
 # Environment: threads, machine, synchronisation
 # ============================================================================================
 def pin_threads(n: int) -> dict:
-    """Pin BLAS/OpenMP threads (threadpoolctl if installed) and torch's; return what was set."""
-    info = {"requested": n, "blas": None, "torch": None, "env": {}}
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)  # for libraries loaded after this point
-        info["env"][var] = str(n)
-    try:
-        from threadpoolctl import threadpool_info, threadpool_limits
-
-        threadpool_limits(n)
-        info["blas"] = [
-            {"api": p.get("internal_api"), "threads": p.get("num_threads"),
-             "library": Path(p.get("filepath", "")).name}
-            for p in threadpool_info()
-        ]
-    except ImportError:
-        info["blas"] = "threadpoolctl not installed: BLAS threads set through environment only"
+    """Pin BLAS/OpenMP threads (npcell.backend.limit_blas_threads) and torch's; return what
+    was set."""
+    info = {"requested": n, **backend.limit_blas_threads(n), "torch": None}
     torch = _torch()
     if torch is not None:
         torch.set_num_threads(n)

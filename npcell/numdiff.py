@@ -155,7 +155,11 @@ def entry_mover(array, index):
 def loss_scale(weights, outputs) -> float:
     """S = sum_k sum |R_k * y_k|: the size of the differenced loss, which the absolute floor of
     every comparison is scaled to (both round-offs grow with it)."""
-    return sum(_total(abs(w * y.real)) for w, y in zip(weights, outputs))
+    return sum(_total(abs(w * (y.real if _is_complex(y) else y))) for w, y in zip(weights, outputs))
+
+
+def _is_complex(y) -> bool:
+    return getattr(getattr(y, "dtype", None), "kind", "") == "c" or isinstance(y, complex)
 
 
 def gradients(f, arrays, *, method="complex", eps=None) -> dict:

@@ -22,7 +22,9 @@ import npcell
 from npcell import engine
 from npcell.engine.cpu import loops as cpu_kernels
 from npcell.engine.cuda import kernels
-from npcell.engine.lstm_family import PACKED_ORDER, _GateMath
+from npcell.engine.device import EXP_FORM_MIN_UNITS, device_for
+from npcell.engine.lstm_family import PACKED_ORDER
+from npcell.errors import ArgumentTypeError
 from npcell.sequence import estimate_cache_bytes
 
 CONFIGS = [
@@ -86,7 +88,9 @@ def test_fused_equals_stepwise_after_optimisations(config, T, B, X, H, seed, dty
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
 def test_fused_equals_stepwise_in_both_activation_forms(kind, options, B, H, dtype, tol):
     cell, x, state, dh, dstate = make_case(kind, options, 6, B, 3, H, 11, dtype)
-    assert_same(run_both(cell, x, state, dh, dstate), tol)
+    with engine.use_fused_kernels(False):  # the plain path: with Numba the kernels would run
+        assert device_for(x, units=B * H).exp_form == (B * H >= EXP_FORM_MIN_UNITS)
+        assert_same(run_both(cell, x, state, dh, dstate), tol)
 
 
 @pytest.mark.parametrize("kind,options", CONFIGS)
@@ -96,9 +100,10 @@ def test_saturated_exp_form_is_finite_quiet_and_exact(kind, options, dtype, tol)
     # exp(-a) overflows to inf in the NumPy "exp form"; the limits must still be exact and no
     # warning escapes.
     cell, x, state, dh, dstate = make_case(kind, options, 5, 16, 2, 16, 3, dtype, scale=1e3)
-    assert 16 * 16 >= _GateMath.EXP_FORM_MIN_UNITS  # this case takes the exp form
-    with warnings.catch_warnings():
+    assert 16 * 16 >= EXP_FORM_MIN_UNITS  # this case takes the exp form
+    with warnings.catch_warnings(), engine.use_fused_kernels(False):
         warnings.simplefilter("error")
+        assert device_for(x, units=16 * 16).exp_form
         out = run_both(cell, x, state, dh, dstate)
     for arr in (out[True][0], out[True][3], *out[True][2].values()):
         assert np.isfinite(arr).all()
@@ -265,7 +270,7 @@ def test_fused_kernel_switch_is_scoped_and_has_an_auto_default():
             assert engine.active(np.zeros(3)) == cpu_kernels.available()
         assert engine.fused_kernels_enabled() is False
     assert engine.fused_kernels_enabled() is None
-    with pytest.raises(TypeError, match="True, False or None"):
+    with pytest.raises(ArgumentTypeError, match="True, False or None"):
         engine.use_fused_kernels("yes")
 
 
