@@ -195,7 +195,7 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     x : (T, B, X) input of the cell's dtype; state : initial state (zeros when None).
     mode : 'fast' (directional derivatives) or 'full' (every entry, or ``samples`` per tensor).
     eps : the central difference's step (default 1e-5; the numeric side runs in float64).
-    tol : the rtol of the pass rule (default by dtype: float64 1e-5, float32 1e-2; see
+    tol : the rtol of the pass rule (default by dtype: float64 1e-5, float32 1e-3; see
         :data:`npcell.numdiff.TOLERANCES`); floor : the absolute floor atol / rtol of every
         relative error (default: the dtype's atol times the loss scale, over rtol).
     seed : seeds the loss weights, directions and sampled entries.

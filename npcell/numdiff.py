@@ -33,7 +33,7 @@ of L and the round-off of a gradient summed over T and B grow with S, not with t
 being checked. A gradient entry far below the loss's own round-off is not judged by its digits.
 
 **Tolerances per dtype** (:data:`TOLERANCES`), measured over thousands of random correct cases
-of every cell kind (scripts/gradcheck_false_fails.py, numbers in docs/gradcheck.md):
+of every cell kind (scripts/gradcheck_false_fails.py; numbers in docs/gradcheck.md):
 
 * float64: eps 1e-5, rtol 1e-5, atol 1e-8 S. Correct cells stay below 1/50 of this rule (their
   worst error / tolerance); a planted bug lands at 1e-3 relative or more.
