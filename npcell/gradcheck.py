@@ -35,6 +35,7 @@ from .errors import shape_hint as _shape_hint  # noqa: F401 - the grader imports
 from .numdiff import (  # noqa: F401 - relative_error, complex_step_gradients: re-exported
     COMPLEX_STEP,
     Tolerance,
+    check_method,
     complex_step_gradients,
     derivative,
     entry_mover,
@@ -204,8 +205,7 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     method : 'central' differences, or 'complex' step (float64, kinds in :data:`COMPLEX_SAFE`;
         eps then defaults to :data:`npcell.numdiff.COMPLEX_STEP`).
     """
-    if method not in ("central", "complex"):
-        raise ConfigError(f"gradcheck method must be 'central' or 'complex'; got {method!r}")
+    check_method(method, "gradcheck")
     if not isinstance(mode, str) or mode not in ("fast", "full"):
         raise ConfigError(f"gradcheck mode must be 'fast' or 'full'; got {mode!r}")
     _check_settings(eps=eps, tol=tol, floor=floor, samples=samples, seed=seed,

@@ -44,7 +44,6 @@ of every cell kind (scripts/gradcheck_false_fails.py; numbers in docs/gradcheck.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy
@@ -209,10 +208,3 @@ def check_method(method, who="numdiff"):
     if not isinstance(method, str) or method not in METHODS:
         raise ConfigError(f"{who} method must be 'central' or 'complex'; got {method!r}")
     return method
-
-
-def is_close(a, n, tol: Tolerance, scale: float) -> bool:
-    """The one pass rule for scalars: |a - n| <= atol * scale + rtol * max(|a|, |n|)."""
-    if not (math.isfinite(a) and math.isfinite(n)):
-        return False
-    return float(relative_error(numpy.float64(a), numpy.float64(n), tol.floor(scale))) <= tol.rtol

@@ -311,58 +311,60 @@ def fused_backward(params, dh, cache, dstate, spec=None):
     small_input = _small_input(path, x, W_x)  # then dx, dW_x, db come from the loop too
     if small_input is not None:
         small_input.start_backward()
-    dgates = device.empty(gates.shape, dtype)  # dL/da (the plain path: D first)
+    da_all = device.empty(gates.shape, dtype)  # dL/da (the plain path: D first)
     if reads is not None:
         squash, diagonal = reads["squash"], reads["diagonal"]
         W_if, W_o = reads["W_if"], reads["W_o"]
         if squash:  # WMC: dL/dz of the squashed reads, delta-hat of eq. (15)
             dz_if = device.empty((T, B, 2 * H), dtype)
             dz_o = device.empty((T, B, H), dtype)
-        else:  # peephole: dz = da, read straight from dgates
-            dz_if, dz_o = dgates[:, :, H : 3 * H], dgates[:, :, :H]
+        else:  # peephole: dz = da, read straight from da_all
+            dz_if, dz_o = da_all[:, :, H : 3 * H], da_all[:, :, :H]
     if path == "numba" and reads is None:
-        cpu_loops.backward_loop(gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc,
+        cpu_loops.backward_loop(gates, cs, cache["tanh_cs"], dh, W_h, da_all, dh_next, dc,
                                   small_input)
     elif path == "numba":
         diagonal_grads = cpu_loops.connected_backward_loop(
-            gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc, reads,
+            gates, cs, cache["tanh_cs"], dh, W_h, da_all, dh_next, dc, reads,
             scratch, cache.get("u_if"), cache.get("u_o"), dz_if, dz_o, small_input)
     elif path == "cupy":
         dc_prev = xp.empty_like(dc)
         step = cuda_kernels.lstm_backward_step  # the gate block below as one CuPy kernel launch
         for t in range(T - 1, -1, -1):
-            step(gates[t], cs[t], cache["tanh_cs"][t], dh[t], dh_next, dc, dgates[t], dc_prev)
+            step(gates[t], cs[t], cache["tanh_cs"][t], dh[t], dh_next, dc, da_all[t], dc_prev)
             dc, dc_prev = dc_prev, dc
-            xp.matmul(dgates[t], W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
+            xp.matmul(da_all[t], W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
     else:
-        D4 = dgates.reshape(T, B, 4, H)  # local derivatives, then dL/da in place
-        A4 = gates.reshape(T, B, 4, H)
+        da4 = da_all.reshape(T, B, 4, H)  # local derivatives, then dL/da in place
+        gates4 = gates.reshape(T, B, 4, H)
         local = None
         for t in range(T - 1, -1, -1):
             if local is None or t < local["start"]:  # the next block of CHUNK steps back
                 first = max(0, t + 1 - CHUNK)
                 block = slice(first, t + 1)
-                local = local_derivatives(cache, spec, block, dgates[block])
+                local = local_derivatives(cache, spec, block, da_all[block])
             k = t - local["start"]  # this step's row in the block's arrays
-            d, d4 = dgates[t], D4[t]
+            da = da_all[t]  # (B, 4H): dL/da_o, da_i, da_f, da_g of step t, in PACKED_ORDER
+            da_o, da_ifg = da4[t, :, _O], da4[t, :, _I:]
+            f = gates4[t, :, _F]
             xp.add(dh[t], dh_next, out=dh_t)  # dL/dh_t: this step's loss + carried from t+1
-            d4[:, _O] *= dh_t  # dL/da_o: through eq. (6), sigma' of eq. (5)/(9)/(18)
+            da_o *= dh_t  # dL/da_o: through eq. (6), sigma' of eq. (5)/(9)/(18)
             xp.multiply(dh_t, local["dc_dh"][k], out=scratch[:, :H])
             dc += scratch[:, :H]  # dL/dc_t: carried + through eq. (6)
             if reads is not None:  # the o-gate read c_t: its term joins dL/dc_t before di/df/dg
                 if squash:
-                    xp.multiply(d4[:, _O], local["du_o"][k], out=dz_o[t])  # through tanh of (9)
+                    xp.multiply(da_o, local["du_o"][k], out=dz_o[t])  # through tanh of (9)
                 cell_read_back_into(dz_o[t], W_o, diagonal, dc, scratch)  # dL/dc_t += W_oc^T dz_o
-            d4[:, _I:] *= dc[:, None, :]  # dL/da_i, da_f, da_g: through eq. (4)
-            dc *= A4[t, :, _F]  # dL/dc_{t-1}: the constant error carousel f_t of eq. (4) ...
+            da_ifg *= dc[:, None, :]  # dL/da_i, da_f, da_g: through eq. (4)
+            dc *= f  # now dc_prev, dL/dc_{t-1}: the constant error carousel f_t of eq. (4) ...
             if reads is not None:  # ... plus the reads of c_{t-1} by i and f (W_ic, W_fc)
                 if squash:  # delta-hat i_t, f_t: eq. (15)
-                    xp.multiply(d[:, H : 3 * H], local["du_if"][k], out=dz_if[t])
+                    xp.multiply(da[:, H : 3 * H], local["du_if"][k], out=dz_if[t])
                 cell_read_back_into(dz_if[t], W_if, diagonal, dc, scratch)
-            xp.matmul(d, W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
+            xp.matmul(da, W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
 
     # Weight gradients: one GEMM over all T*B rows each (eq. (12)-(13) summed over t and b).
-    flat = dgates.reshape(T * B, 4 * H)
+    flat = da_all.reshape(T * B, 4 * H)
     dW_h = flat.T @ hs[:-1].reshape(T * B, H)
     if small_input is None:
         dW_x = flat.T @ x.reshape(T * B, X)
