@@ -324,9 +324,10 @@ class _Numeric:
     A row that central differences fail is settled before it is reported, so that correct code
     is never called wrong: first by the complex step (no truncation error, so strong curvature,
     e.g. a LayerNorm over nearly equal units, cannot fake a disagreement), then, where the
-    slopes left and right of the point differ (a ReLU input exactly at 0), by calling the row a
-    kink: no verdict rather than a false one. A float32 row may also be settled by its float64
-    twin (the same backward, same path, run in float64): when that twin passes the float64 rule
+    slopes left and right of the point differ and the complex step equals one of them (a ReLU
+    input exactly at 0), by calling the row a kink: no verdict rather than a false one. A
+    float32 row may also be settled by its float64 twin (the same backward, same path, run in
+    float64): when that twin passes the float64 rule
     and the float32 value is within 10% of it, the gap is float32 round-off of an ill-conditioned
     step (a LayerNorm over two nearly equal units loses most of float32's digits), said in the
     hint. None of these can pass a wrong backward: the complex step and the one-sided slopes
@@ -426,7 +427,12 @@ class _Numeric:
                            "the same backward in float64 agrees with the numeric side"), "float64"
         # one-sided slopes: (L(p + eps v) - L(p)) / eps and (L(p) - L(p - eps v)) / eps
         up, down = self._one_sided(keys, direction)
-        if abs(up - down) > 1e-2 * max(abs(up), abs(down)) + self.rtol * self.floor:
+        gap = abs(up - down)
+        # A kink: the slopes left and right differ, and (where the complex step ran) it equals
+        # one of them, as it does at a switch point (the branch its imaginary part takes) and
+        # never for a smooth but strongly curved function (there it sits halfway between).
+        sided = exact is None or min(abs(exact - up), abs(exact - down)) <= 0.1 * gap
+        if gap > 1e-2 * max(abs(up), abs(down)) + self.rtol * self.floor and sided:
             return None, (f"not differentiable here (slope {down:.4g} left, {up:.4g} right: a "
                           "ReLU or max at its switch point); no verdict for this row"), "kink"
         return None

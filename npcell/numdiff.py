@@ -62,7 +62,8 @@ METHODS = ("central", "complex")
 
 @dataclass(frozen=True)
 class Tolerance:
-    """The pass rule of one dtype: |a - n| <= atol * S + rtol * max(|a|, |n|), S the loss scale."""
+    """The pass rule of one dtype: ``|a - n| <= atol * S + rtol * max(|a|, |n|)``, S the loss
+    scale (:func:`loss_scale`)."""
 
     rtol: float
     atol: float  # in units of the loss scale S (see loss_scale)
@@ -86,10 +87,10 @@ def tolerance(dtype) -> Tolerance:
 
 
 def relative_error(a, n, floor=1e-4):
-    """|a - n| / (max(|a|, |n|) + floor), elementwise: the one measure every check uses.
+    """``|a - n| / (max(|a|, |n|) + floor)``, elementwise: the one measure every check uses.
 
-    It is at most ``rtol`` exactly when |a - n| <= rtol * floor + rtol * max(|a|, |n|), so with
-    ``floor = atol / rtol`` (:meth:`Tolerance.floor`) it is the atol + rtol rule.
+    It is at most ``rtol`` exactly when ``|a - n| <= rtol * floor + rtol * max(|a|, |n|)``, so
+    with ``floor = atol / rtol`` (:meth:`Tolerance.floor`) it is the atol + rtol rule.
     """
     xp = array_module(a, n)
     return xp.abs(a - n) / (xp.maximum(xp.abs(a), xp.abs(n)) + floor)
@@ -155,7 +156,7 @@ def entry_mover(array, index):
 
 
 def loss_scale(weights, outputs) -> float:
-    """S = sum_k sum |R_k * y_k|: the size of the differenced loss, which the absolute floor of
+    """S = ``sum_k sum |R_k * y_k|``: the size of the differenced loss, which the absolute floor of
     every comparison is scaled to (both round-offs grow with it)."""
     return sum(_total(abs(w * (y.real if _is_complex(y) else y))) for w, y in zip(weights, outputs))
 
