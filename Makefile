@@ -42,7 +42,7 @@ docs: $(VENV)/.installed-docs
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: $(VENV)/.installed-test
-	$(BIN)/npcell bench --out benchmarks/results
+	$(BIN)/python benchmarks/bench.py --out benchmarks/results
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

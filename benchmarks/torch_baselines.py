@@ -1,11 +1,11 @@
-"""PyTorch twins of npcell's cells for ``npcell bench`` (same shapes, dtype, device, weights).
+"""PyTorch twins of npcell's cells for benchmarks/bench.py (same shapes, dtype, device, weights).
 
 ``lstm`` and ``gru`` run ``torch.nn.LSTM`` / ``torch.nn.GRU``; ``peephole``, ``wmc`` and ``ulstm``
 (which PyTorch lacks) run a plain autograd loop of the same equations, written the way a user
 would: packed gate weights, one step per iteration.
 
-This file is benchmark code, not part of the npcell wheel: npcell/bench.py loads it by path
-from the source checkout (``npcell bench`` from an installed wheel times npcell alone).
+This file is benchmark code, not part of the npcell wheel, like the runner beside it
+(benchmarks/bench.py), which loads it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ TORCH_MODULE_KINDS = {"lstm": "LSTM", "gru": "GRU"}
 
 def torch_baseline(cell, x_host, dh_host, device, *, eager_loop=False):
     """(runner, forward-only function returning h as NumPy) of the PyTorch twin of ``cell``
-    on ``device`` (an npcell.bench.Device).
+    on ``device`` (a benchmarks/bench.py Device).
 
     ``eager_loop=True`` uses the autograd loop even for kinds PyTorch has a module for (the GPU
     table shows nn.LSTM with cuDNN and the eager loop side by side).

@@ -15,6 +15,7 @@ Nothing is cast silently: mixing dtypes or backends raises :class:`~npcell.error
 from __future__ import annotations
 
 import importlib
+import os
 
 import numpy
 
@@ -161,3 +162,27 @@ def to_numpy(a):
     if is_cupy_array(a):
         return a.get()
     return numpy.asarray(a)
+
+
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_blas_threads(n: int) -> dict:
+    """Pin BLAS/OpenMP to ``n`` threads: the environment (for libraries loaded later) and, with
+    threadpoolctl installed, the pools already loaded (a reused worker has them). Returns what
+    was set: {'env': {...}, 'blas': [one dict per pool] or a sentence why not}. The one thread
+    pinning of npcell (sweep workers, the benchmarks)."""
+    info = {"env": {}, "blas": None}
+    for var in BLAS_THREAD_VARIABLES:
+        os.environ[var] = str(n)
+        info["env"][var] = str(n)
+    try:  # an optional dependency: without it the environment variables are all there is
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        info["blas"] = "threadpoolctl not installed: BLAS threads set through environment only"
+        return info
+    threadpool_limits(n)
+    info["blas"] = [{"api": p.get("internal_api"), "threads": p.get("num_threads"),
+                     "library": os.path.basename(p.get("filepath", ""))}
+                    for p in threadpool_info()]
+    return info

@@ -271,10 +271,11 @@ class CacheCost:
 def stepwise_cost(cell) -> CacheCost:
     """The stepwise path's cache, from the cell's own count of one step (step_cache_size) plus
     the (T, B, H) outputs h."""
-    floats, arrays = cell.step_cache_size()
+    floats, arrays, step_floats = cell.step_cache_size()
     itemsize = cell.dtype.itemsize
     return CacheCost(per_row_step=int((floats + cell.hidden_size) * itemsize),
-                     per_step=arrays * ARRAY_OBJECT_BYTES + STEP_OBJECT_BYTES, per_row=0)
+                     per_step=int(step_floats * itemsize) + arrays * ARRAY_OBJECT_BYTES
+                     + STEP_OBJECT_BYTES, per_row=0)
 
 
 def fused_cost(cell, cache_floats) -> CacheCost:

@@ -35,6 +35,7 @@ from .errors import shape_hint as _shape_hint  # noqa: F401 - the grader imports
 from .numdiff import (  # noqa: F401 - relative_error, complex_step_gradients: re-exported
     COMPLEX_STEP,
     Tolerance,
+    check_method,
     complex_step_gradients,
     derivative,
     entry_mover,
@@ -77,11 +78,17 @@ class GradcheckRow:
     tol: float
     worst_index: tuple | None = None
     hint: str = ""
-    kink: bool = False  # not differentiable at this point: no verdict (see the hint)
+    # '' or how a value central differences failed was settled (see the hint): 'kink' (not
+    # differentiable here: no verdict) or 'float64' (float32 round-off; the float64 twin passes)
+    settled: str = ""
 
     @property
     def ok(self) -> bool:
-        return bool(self.max_rel_error <= self.tol)
+        return bool(self.max_rel_error <= self.tol) or self.settled != ""
+
+    @property
+    def kink(self) -> bool:
+        return self.settled == "kink"
 
     @property
     def status(self) -> str:
@@ -189,7 +196,7 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     x : (T, B, X) input of the cell's dtype; state : initial state (zeros when None).
     mode : 'fast' (directional derivatives) or 'full' (every entry, or ``samples`` per tensor).
     eps : the central difference's step (default 1e-5; the numeric side runs in float64).
-    tol : the rtol of the pass rule (default by dtype: float64 1e-5, float32 1e-2; see
+    tol : the rtol of the pass rule (default by dtype: float64 1e-5, float32 1e-3; see
         :data:`npcell.numdiff.TOLERANCES`); floor : the absolute floor atol / rtol of every
         relative error (default: the dtype's atol times the loss scale, over rtol).
     seed : seeds the loss weights, directions and sampled entries.
@@ -198,8 +205,7 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     method : 'central' differences, or 'complex' step (float64, kinds in :data:`COMPLEX_SAFE`;
         eps then defaults to :data:`npcell.numdiff.COMPLEX_STEP`).
     """
-    if method not in ("central", "complex"):
-        raise ConfigError(f"gradcheck method must be 'central' or 'complex'; got {method!r}")
+    check_method(method, "gradcheck")
     if not isinstance(mode, str) or mode not in ("fast", "full"):
         raise ConfigError(f"gradcheck mode must be 'fast' or 'full'; got {mode!r}")
     _check_settings(eps=eps, tol=tol, floor=floor, samples=samples, seed=seed,
@@ -241,6 +247,8 @@ def gradcheck(cell, x, state=None, *, mode="fast", eps=None, tol=None, floor=Non
     numeric = _Numeric(cell, x, state, weights_h, weights_s, method, eps)
     floor = floor or rule.floor(numeric.scale)
     numeric.floor, numeric.rtol = floor, rule.rtol
+    if cell.dtype.name != "float64":
+        numeric.float32_twin(fused, weights_h, weights_s)
 
     tensors = {}  # name -> (group, where it lives in the working copies, its analytic gradient)
     for name in cell.params:
@@ -316,12 +324,18 @@ class _Numeric:
     A row that central differences fail is settled before it is reported, so that correct code
     is never called wrong: first by the complex step (no truncation error, so strong curvature,
     e.g. a LayerNorm over nearly equal units, cannot fake a disagreement), then, where the
-    slopes left and right of the point differ (a ReLU input exactly at 0), by calling the row a
-    kink: no verdict rather than a false one. Neither can pass a wrong gradient: both measure the
-    function itself, not the analytic side.
+    slopes left and right of the point differ and the complex step equals one of them (a ReLU
+    input exactly at 0), by calling the row a kink: no verdict rather than a false one. A
+    float32 row may also be settled by its float64 twin (the same backward, same path, run in
+    float64): when that twin passes the float64 rule
+    and the float32 value is within 10% of it, the gap is float32 round-off of an ill-conditioned
+    step (a LayerNorm over two nearly equal units loses most of float32's digits), said in the
+    hint. None of these can pass a wrong backward: the complex step and the one-sided slopes
+    measure the function itself, and the twin is checked against them in float64.
     """
 
     SETTLE_MAX = 16  # failing entries of one tensor worth settling; more is a wrong tensor
+    FLOAT32_GAP = 0.1  # largest float32 vs float64 gap of one backward that settle calls round-off
 
     def __init__(self, cell, x, state, weights_h, weights_s, method, eps):
         self.cell, self.x, self.state = cell, x, state
@@ -331,6 +345,32 @@ class _Numeric:
             weights_s[k].astype(numpy.float64) for k in cell.state_names]
         self.scale = loss_scale(self.weights, self.outputs(method)())
         self.floor = self.rtol = None  # set by gradcheck once it knows the rule
+        self.twin = None  # float32: the float64 twin's analytic values (see settle)
+
+    def float32_twin(self, fused, weights_h, weights_s):
+        """For a float32 cell: the same backward run in float64 (``cell.astype``, same path),
+        read by settle as ``twin(keys, direction)``."""
+        cell64 = self.cell.astype("float64")
+        x64 = self.x.astype("float64")
+        state64 = {k: v.astype("float64") for k, v in self.state.items()}
+        _, _, cache = forward(cell64, x64, state64, fused=fused)
+        grads, dx, dstate0 = backward(
+            cell64, weights_h.astype("float64"), cache,
+            dstate={k: v.astype("float64") for k, v in weights_s.items()})
+        tables = {"params": grads, "x": dx, "state": dstate0}
+        rule64 = tolerance("float64")
+        self.floor64 = rule64.floor(self.scale)
+
+        def twin(keys, direction):
+            values = [to_numpy(tables[where][name]) for where, name in keys]
+            if isinstance(direction, tuple):
+                return float(values[0][direction])
+            return sum(float(numpy.sum(g * v)) for g, v in zip(values, direction))
+        self.twin, self.rtol64 = twin, rule64.rtol
+
+    def passes_float64(self, analytic, numeric):
+        return float(relative_error(numpy.float64(analytic), numpy.float64(numeric),
+                                    self.floor64)) <= self.rtol64
 
     def copy(self, method):
         if method not in self.copies:
@@ -363,9 +403,11 @@ class _Numeric:
                                     self.floor)) <= self.rtol
 
     def settle(self, keys, direction, analytic):
-        """(numeric, hint, kink) for a value central differences failed; see the class note."""
+        """(numeric or None, hint, settled) for a value central differences failed, or None
+        when it stays a failure; see the class note."""
         if self.method == "complex":
             return None
+        exact = None
         if self.cell.kind in COMPLEX_SAFE:
             try:
                 exact = self.derivative(keys, direction, "complex")
@@ -373,12 +415,26 @@ class _Numeric:
                 exact = None
             if exact is not None and self.passes(analytic, exact):
                 return exact, ("central difference off by its truncation error here; the "
-                               "complex step agrees"), False
+                               "complex step agrees"), ""
+        if self.twin is not None:  # float32: is the gap the float32 round-off of this step?
+            a64 = self.twin(keys, direction)
+            n = exact if self.cell.kind in COMPLEX_SAFE and exact is not None else None
+            n = self.derivative(keys, direction) if n is None else n
+            if self.passes_float64(a64, n) and abs(analytic - a64) <= self.FLOAT32_GAP * max(
+                    abs(a64), self.floor):
+                return n, (f"float32 round-off {abs(analytic - a64) / max(abs(a64), 1e-300):.1e} "
+                           "(an ill-conditioned step, e.g. a LayerNorm over nearly equal units): "
+                           "the same backward in float64 agrees with the numeric side"), "float64"
         # one-sided slopes: (L(p + eps v) - L(p)) / eps and (L(p) - L(p - eps v)) / eps
         up, down = self._one_sided(keys, direction)
-        if abs(up - down) > 1e-2 * max(abs(up), abs(down)) + self.rtol * self.floor:
+        gap = abs(up - down)
+        # A kink: the slopes left and right differ, and (where the complex step ran) it equals
+        # one of them, as it does at a switch point (the branch its imaginary part takes) and
+        # never for a smooth but strongly curved function (there it sits halfway between).
+        sided = exact is None or min(abs(exact - up), abs(exact - down)) <= 0.1 * gap
+        if gap > 1e-2 * max(abs(up), abs(down)) + self.rtol * self.floor and sided:
             return None, (f"not differentiable here (slope {down:.4g} left, {up:.4g} right: a "
-                          "ReLU or max at its switch point); no verdict for this row"), True
+                          "ReLU or max at its switch point); no verdict for this row"), "kink"
         return None
 
     def _one_sided(self, keys, direction):
@@ -412,16 +468,16 @@ class _Numeric:
         analytic = sum(float(numpy.sum(to_numpy(g).astype(numpy.float64) * v))
                        for (_, g), v in zip(members, directions))
         numeric = self.derivative(keys, directions)
-        hint, kink = "", False
+        hint, how = "", ""
         if not self.passes(analytic, numeric):
             settled = self.settle(keys, directions, analytic)
             if settled is not None:
-                numeric, hint, kink = settled
-                numeric = analytic if numeric is None else numeric
+                value, hint, how = settled
+                numeric = numeric if value is None else value
         rel = float(relative_error(numpy.float64(analytic), numpy.float64(numeric), self.floor))
         size = sum(int(v.size) for v in directions)
         return GradcheckRow(name, group, rel, abs(analytic - numeric), analytic, numeric, size,
-                            self.rtol, hint=hint, kink=kink)
+                            self.rtol, hint=hint, settled=how)
 
     def entry_row(self, name, group, key, analytic, rng, samples):
         """The numeric derivative of every entry (or a seeded sample) of one tensor."""
@@ -438,15 +494,18 @@ class _Numeric:
         checked = ~numpy.isnan(numeric)
         rel = numpy.where(checked, relative_error(a, numpy.nan_to_num(numeric), self.floor), 0.0)
         failing = [tuple(int(i) for i in idx) for idx in numpy.argwhere(rel > self.rtol)]
-        hints, kinks = set(), 0
+        hints, how = set(), set()
         if 0 < len(failing) <= self.SETTLE_MAX:
             for idx in failing:
                 settled = self.settle([key], idx, a[idx])
-                if settled is not None:
-                    value, hint, kink = settled
-                    numeric[idx] = a[idx] if value is None else value
-                    hints.add(hint)
-                    kinks += kink
+                if settled is None:
+                    continue
+                value, hint, kind = settled
+                numeric[idx] = value if value is not None else numeric[idx]
+                hints.add(hint)
+                how.add(kind)
+                if kind:  # no verdict on this entry (kink) or checked in float64
+                    checked[idx] = False
             rel = numpy.where(checked, relative_error(a, numpy.nan_to_num(numeric), self.floor),
                               0.0)
         abs_err = numpy.where(checked, numpy.abs(a - numeric), 0.0)
@@ -456,10 +515,15 @@ class _Numeric:
                            float(a[worst]) if rel.size else 0.0,
                            float(numeric[worst]) if rel.size else 0.0, int(checked.sum()),
                            self.rtol, tuple(int(i) for i in worst), hint="; ".join(sorted(hints)),
-                           kink=bool(kinks))
+                           settled=_how(how) if rel.max(initial=0.0) <= self.rtol else "")
         if not row.ok:
             row.hint = _pattern_hint(name, a, numeric, checked, self.floor)
         return row
+
+
+def _how(settled: set) -> str:
+    """The row's ``settled`` from its entries': 'kink' before 'float64' before ''."""
+    return "kink" if "kink" in settled else "float64" if "float64" in settled else ""
 
 
 # ----- hints for the usual bugs --------------------------------------------------------------

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from npcell.training.rundir import mean_and_stderr  # the one mean +- standard error
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
 FIGURES = ROOT / "figures"
@@ -71,29 +73,20 @@ def eval_curves(runs, split="test", key="metric"):
     return out
 
 
-def mean_and_stderr(values):
-    """Mean over seeds and standard error (std with ddof=1 / sqrt(n); 0 for one seed)."""
-    import numpy
-
-    mean = values.mean(axis=0)
-    if values.shape[0] < 2:
-        return mean, numpy.zeros_like(mean)
-    return mean, values.std(axis=0, ddof=1) / math.sqrt(values.shape[0])
-
-
 def plot_curves(curves, *, title, ylabel, path, baseline=None, baseline_label="baseline",
                 xlabel="epoch", command="", logy=False):
-    """One line per cell (mean over seeds) with a +-1 standard-error band; saved to ``path``."""
+    """One line per cell (mean over seeds) with a +-1 standard-error band, drawn by npcell's one
+    multi-seed plotter (npcell.plots.seed_curves); saved to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from npcell.plots import seed_curves
+
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    for cell, (epochs, values) in curves.items():
-        mean, se = mean_and_stderr(values)
-        (line,) = ax.plot(epochs, mean, label=f"{cell} (n={values.shape[0]})")
-        ax.fill_between(epochs, mean - se, mean + se, color=line.get_color(), alpha=0.25)
+    seed_curves({f"{cell} (n={values.shape[0]})": (epochs, values)
+                 for cell, (epochs, values) in curves.items()}, ax, band_alpha=0.25)
     if baseline is not None:
         ax.axhline(baseline, color="grey", ls="--", lw=1, label=baseline_label)
     if logy:  # MSE spans orders of magnitude: the untrained model, the plateau, the solution

@@ -154,3 +154,22 @@ def test_bad_mode_is_a_clear_error():
     cell, x = case()
     with pytest.raises(npcell.ConfigError, match="fast"):
         npcell.gradcheck(cell, x, mode="slow")
+
+
+def test_full_table_says_gate_rows_repeat_parameter_rows_and_keeps_its_columns():
+    # issue 26: the full table repeated the W_kh rows as "gate" rows without saying so, and
+    # "gate c-connections" pushed its numbers out of their column
+    cell, x = case("wmc", T=3)
+    text = str(npcell.gradcheck(cell, x, mode="full"))
+    assert "the worst parameter row of each gate, repeated" in text
+    for gate in cell.gate_blocks():
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(f"gate {gate} "))
+        assert "worst: " in line
+    rows = [ln for ln in text.splitlines()[2:] if not ln.startswith(("  --", "  ("))]
+    assert any(ln.strip().startswith("gate c-connections ") for ln in rows)
+    header = text.splitlines()[1]
+    end = header.index("rel.err") + len("rel.err")  # every row's rel.err ends where it does
+    for ln in rows:
+        assert ln[end - 1] != " " and ln[end] == " ", ln
+    fast = str(npcell.gradcheck(cell, x))
+    assert "all parameters of one gate moved together" in fast

@@ -1,6 +1,6 @@
 """The fast paths stay exact: fused == stepwise after the optimisations, no hidden buffers,
 cache size as documented, the CuPy kernel sources compute the LSTM gate block (compiled here
-as C++ when a compiler exists), and ``npcell bench --quick`` writes valid results.
+as C++ when a compiler exists), and ``benchmarks/bench.py --quick`` writes valid results.
 
 No timing assertions here: speed targets live in benchmarks/ and docs/performance.md.
 """
@@ -10,8 +10,10 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tracemalloc
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +22,17 @@ from hypothesis import strategies as st
 
 import npcell
 from npcell import engine
+from npcell.cli import main
 from npcell.engine.cpu import loops as cpu_kernels
 from npcell.engine.cuda import kernels
-from npcell.engine.lstm_family import PACKED_ORDER, _GateMath
+from npcell.engine.device import EXP_FORM_MIN_UNITS, device_for
+from npcell.engine.lstm_family import PACKED_ORDER
+from npcell.errors import ArgumentTypeError
 from npcell.sequence import estimate_cache_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmark runner lives beside its twins
+import bench  # noqa: E402
 
 CONFIGS = [
     ("lstm", {}),
@@ -86,7 +95,9 @@ def test_fused_equals_stepwise_after_optimisations(config, T, B, X, H, seed, dty
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
 def test_fused_equals_stepwise_in_both_activation_forms(kind, options, B, H, dtype, tol):
     cell, x, state, dh, dstate = make_case(kind, options, 6, B, 3, H, 11, dtype)
-    assert_same(run_both(cell, x, state, dh, dstate), tol)
+    with engine.use_fused_kernels(False):  # the plain path: with Numba the kernels would run
+        assert device_for(x, units=B * H).exp_form == (B * H >= EXP_FORM_MIN_UNITS)
+        assert_same(run_both(cell, x, state, dh, dstate), tol)
 
 
 @pytest.mark.parametrize("kind,options", CONFIGS)
@@ -96,9 +107,10 @@ def test_saturated_exp_form_is_finite_quiet_and_exact(kind, options, dtype, tol)
     # exp(-a) overflows to inf in the NumPy "exp form"; the limits must still be exact and no
     # warning escapes.
     cell, x, state, dh, dstate = make_case(kind, options, 5, 16, 2, 16, 3, dtype, scale=1e3)
-    assert 16 * 16 >= _GateMath.EXP_FORM_MIN_UNITS  # this case takes the exp form
-    with warnings.catch_warnings():
+    assert 16 * 16 >= EXP_FORM_MIN_UNITS  # this case takes the exp form
+    with warnings.catch_warnings(), engine.use_fused_kernels(False):
         warnings.simplefilter("error")
+        assert device_for(x, units=16 * 16).exp_form
         out = run_both(cell, x, state, dh, dstate)
     for arr in (out[True][0], out[True][3], *out[True][2].values()):
         assert np.isfinite(arr).all()
@@ -265,17 +277,15 @@ def test_fused_kernel_switch_is_scoped_and_has_an_auto_default():
             assert engine.active(np.zeros(3)) == cpu_kernels.available()
         assert engine.fused_kernels_enabled() is False
     assert engine.fused_kernels_enabled() is None
-    with pytest.raises(TypeError, match="True, False or None"):
+    with pytest.raises(ArgumentTypeError, match="True, False or None"):
         engine.use_fused_kernels("yes")
 
 
-# ----- npcell bench --quick ------------------------------------------------------------------
+# ----- benchmarks/bench.py --quick -----------------------------------------------------------
 def test_bench_quick_writes_valid_json_and_table(tmp_path):
     pytest.importorskip("torch")
-    from npcell.cli import main
-
-    rc = main(["bench", "--quick", "--out", str(tmp_path), "--kinds", "lstm", "wmc",
-               "--shapes", "adding", "latency", "--dtypes", "float64"])
+    rc = bench.main(["--quick", "--out", str(tmp_path), "--kinds", "lstm", "wmc",
+                     "--shapes", "adding", "latency", "--dtypes", "float64"])
     assert rc == 0
     data = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
     assert data["meta"]["threads"]["requested"] == 1
@@ -297,15 +307,19 @@ def test_bench_quick_writes_valid_json_and_table(tmp_path):
 
 
 def test_bench_rejects_unknown_kind(tmp_path, capsys):
-    from npcell.cli import main
-
+    assert bench.main(["--quick", "--out", str(tmp_path), "--kinds", "nope"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1  # one line
     assert main(["bench", "--quick", "--out", str(tmp_path), "--kinds", "nope"]) == 2
-    assert "unknown cell kind" in capsys.readouterr().err
+
+
+def test_npcell_bench_says_where_the_benchmarks_went(capsys):
+    assert main(["bench", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "python benchmarks/bench.py" in err and err.count("\n") == 1
+    assert (ROOT / "benchmarks" / "bench.py").is_file()
 
 
 def test_bench_paths_select_plain_or_kernels():
-    from npcell import bench
-
     def run(paths):
         data = bench.run_benchmarks(quick=True, kinds=["peephole", "gru"], shapes=["adding"],
                                     dtypes=["float64"], with_torch=False, paths=paths,

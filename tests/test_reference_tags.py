@@ -15,11 +15,14 @@ TAGS = [
     (lstm.lstm_step_forward, "(4)", "c = f * c_prev"),
     (lstm.lstm_step_forward, "(5)", "o = sigmoid("),
     (lstm.lstm_step_forward, "(6)", "h = o * tanh_c"),
-    (wmc.wmc_step_forward, "(7)", "+ u_i + "), (wmc.wmc_step_forward, "(8)", "+ u_f + "),
+    (wmc.wmc_step_forward, "(10)", "a_i = x_t @ p[\"W_ix\"].T + h_prev @ p[\"W_ih\"].T + u_i + "),
+    (wmc.wmc_step_forward, "(7)", "i = sigmoid(a_i)"), (wmc.wmc_step_forward, "(8)", "+ u_f + "),
     (wmc.wmc_step_forward, "(9)", "+ u_o + "),
     (wmc.wmc_step_backward, "(14)", "dW_ic = cell_read_weight_grad(dz_i, k[\"c_prev\"]"),
     (wmc.wmc_step_backward, "(15)", "dz_i = da_i * dtanh(k[\"u_i\"])"),
-    (peephole.peephole_step_forward, "(16)", "+ u_i + "),
+    (peephole.peephole_step_forward, "(20)",
+     "a_i = x_t @ p[\"W_ix\"].T + h_prev @ p[\"W_ih\"].T + u_i + "),
+    (peephole.peephole_step_forward, "(16)", "i = sigmoid(a_i)"),
     (peephole.peephole_step_forward, "(17)", "+ u_f + "),
     (peephole.peephole_step_forward, "(18)", "+ u_o + "),
     (peephole.peephole_step_backward, "(21)", "dW_ic = cell_read_weight_grad(da_i, k[\"c_prev\"]"),
@@ -43,3 +46,17 @@ def test_the_reference_cells_share_no_flags():
                      peephole.peephole_step_forward, peephole.peephole_step_backward):
         assert list(inspect.signature(function).parameters) in (
             ["params", "x_t", "state"], ["params", "dstate", "cache"])
+
+
+def test_solution_markers_live_only_where_a_tool_reads_them():
+    """The exercise generator reads ``### BEGIN SOLUTION`` blocks from the references it quotes
+    (gru.gru_step_backward; the LSTM family's files are written by exercises/variants.py): a
+    marker anywhere else in cells/ is read by nothing."""
+    from npcell.cells import gru
+    from npcell.exercises.catalogue import EXERCISES
+
+    quoted = {ex.reference for ex in EXERCISES.values() if ex.reference is not None}
+    assert gru.gru_step_backward in quoted
+    for module in (lstm, peephole, wmc):
+        assert "### BEGIN SOLUTION" not in inspect.getsource(module), module.__name__
+    assert "### BEGIN SOLUTION" in inspect.getsource(gru.gru_step_backward)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from npcell.errors import ConfigError
 from npcell.training import TrainConfig, read_metrics
 from npcell.training.sweep import run_dirs, run_sweep
 
@@ -46,5 +47,5 @@ def test_dask_cluster_runs_the_same_sweep(tmp_path):
 
 
 def test_run_names_must_be_distinct(tmp_path):
-    with pytest.raises(ValueError, match="distinct run name"):
+    with pytest.raises(ConfigError, match="distinct run name"):
         run_dirs(_configs()[:2], tmp_path, names=["a", "a"])

@@ -17,6 +17,7 @@ Shapes: x_t (B, X), state arrays (B, H) (fast-weight A: (B, H, H)), W (out, in),
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import numpy
@@ -35,6 +36,7 @@ from ..errors import (
 )
 
 CELLS: dict[str, type[Cell]] = {}
+PROBE_SIZES = (1, 2, 3)  # hidden sizes of the probe cells that fix the cache formula
 
 
 def register(cls):
@@ -100,11 +102,16 @@ class Cell:
             for name, shape in self.param_shapes().items()
         }
 
-    def step_cache_size(self) -> tuple[float, int]:
-        """(floats per batch row, array objects) that one step's cache and new state add: what
-        the memory guard multiplies by T and B (npcell.checks.cache_bytes). Each kind counts
-        them from its step_forward; tests/test_checks.py holds the count to tracemalloc."""
-        raise NotImplementedError
+    def step_cache_size(self) -> tuple[float, int, float]:
+        """(floats per batch row, array objects, floats per step) that one step's cache and new
+        state add: what the memory guard multiplies by T and B (npcell.checks.stepwise_cost).
+
+        Derived from the kind's own step_forward, not counted by hand: :func:`_step_cache_formula`
+        runs one step of tiny probe cells of this class and options; tests/test_checks.py holds
+        the result to tracemalloc."""
+        options = tuple(sorted(self.options.items()))
+        per_row, objects, per_step = _step_cache_formula(type(self), options)
+        return per_row(self.hidden_size), objects, per_step(self.hidden_size)
 
     def step_forward(self, params, x_t, state):
         raise NotImplementedError
@@ -269,3 +276,64 @@ def require_option(cell, name, allowed):
             f"option {name}={value!r} is not valid for cell kind {cell.kind!r}; "
             f"expected one of {list(allowed)}"
         )
+
+
+@functools.cache
+def _step_cache_formula(cls, options):
+    """(floats per batch row (a function of H), array objects, floats per step (of H)) that one
+    step of ``cls`` with ``options`` adds.
+
+    One step of a probe cell (X = 1, float64 zeros) for each batch size B = 1, 2 and hidden size
+    H of :data:`PROBE_SIZES` counts what step_forward allocates: every array in its cache and
+    new state that is not one of its inputs is one object, and the arrays that own their memory
+    add their size. The difference between B = 2 and B = 1 is the part per batch row, the rest
+    is per step (e.g. a (4H,) sum over the batch). Each part is a polynomial of degree <= 2 in H
+    (a fast-weight A_t is H x H), so three sizes fix it exactly. The driver's view x[t], held by
+    each step's cache, is one more object.
+    """
+    rows, steps = [], []
+    for H in PROBE_SIZES:
+        (f1, objects), (f2, _) = (_one_step_allocates(cls, options, B, H) for B in (1, 2))
+        rows.append(f2 - f1)
+        steps.append(2 * f1 - f2)
+    return _quadratic(*rows), objects + 1, _quadratic(*steps)
+
+
+def _one_step_allocates(cls, options, B, H):
+    """(floats, array objects) that one step_forward of a (X = 1, H) probe cell allocates."""
+    probe = cls(1, H, seed=0, xp=numpy, **dict(options))
+    x_t = numpy.zeros((B, 1))
+    state = probe.zero_state(B)
+    new_state, cache_t = probe.step_forward(probe.params, x_t, state)
+    inputs = {id(a) for a in (x_t, *state.values(), *probe.params.values())}
+    seen, owners, floats = set(), set(), 0
+    for a in _arrays_in([cache_t, new_state]):
+        if id(a) in inputs or id(a) in seen:
+            continue
+        seen.add(id(a))
+        owner = a
+        while isinstance(owner.base, numpy.ndarray):  # a view keeps all of its base alive
+            owner = owner.base
+        if id(owner) not in inputs and id(owner) not in owners:
+            owners.add(id(owner))
+            floats += owner.size
+    return floats, len(seen)
+
+
+def _quadratic(f1, f2, f3):
+    """The polynomial a H^2 + b H + c through (1, f1), (2, f2), (3, f3), as a function."""
+    a = (f3 - 2 * f2 + f1) / 2
+    b = f2 - f1 - 3 * a
+    c = f1 - a - b
+    return lambda H: a * H * H + b * H + c
+
+
+def _arrays_in(value):
+    """Every array inside nested dicts, lists and tuples."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _arrays_in(v)
+    elif hasattr(value, "nbytes") and hasattr(value, "base"):
+        yield value

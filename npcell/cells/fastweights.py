@@ -218,11 +218,6 @@ h_t        = h^S;  state (h_t, A_t);  A_0 = 0;  f = ReLU by default
         return dict(lam=float(o["lam"]), eta=float(o["eta"]), write=o["fw_write"],
                     query=o["fw_query"], activation=o["activation"])
 
-    def step_cache_size(self):
-        # A_t (H x H per row) dominates; per inner step s the pre-activation, its LN cache and
-        # h^{s+1}: counted from the step's cache (tests/test_checks.py holds it to tracemalloc)
-        H, S = self.hidden_size, self.options["S"]
-        return H * H + 5 * H + 1 + (S - 1) * (3 * H + 1), 15 + 6 * (S - 1)
 
     def step_forward(self, params, x_t, state):
         return fw_rnn_step_forward(params, x_t, state, S=int(self.options["S"]),
@@ -430,15 +425,6 @@ class FastWeightLSTMCell(Cell):
         return dict(variant=o["variant"], lam=float(o["lam"]), eta=float(o["eta"]),
                     write=o["fw_write"], query=o["fw_query"], fast_weights=o["fast_weights"])
 
-    def step_cache_size(self):
-        # the gates, c, relu(c), their LN caches and, with fast weights, A_t (variant B keeps
-        # the outer products of every gate); counted from the step's cache (tests/test_checks.py)
-        H = self.hidden_size
-        if not self.options["fast_weights"]:
-            return 16.5 * H + 2, 18
-        if self.options["variant"] == "B":
-            return 16 * H * H + 24.5 * H + 2, 23
-        return H * H + 21.5 * H + 2, 23
 
     def step_forward(self, params, x_t, state):
         return fw_lstm_step_forward(params, x_t, state, eps=float(self.options["ln_eps"]),

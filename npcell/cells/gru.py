@@ -143,9 +143,6 @@ h_t = (1 - z_t) * n_t + z_t * h_{t-1}                             (G4)
             blocks["n"].append("b_nh")
         return blocks
 
-    def step_cache_size(self):
-        # z, r, n, the read (r h or W_nh h + b_nh) and h: five (B, H) arrays
-        return 5 * self.hidden_size, 7
 
     def step_forward(self, params, x_t, state):
         return gru_step_forward(params, x_t, state, reset_after=self.options["reset_after"])

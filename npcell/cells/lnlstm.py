@@ -295,11 +295,6 @@ class LNLSTMCell(Cell):
     def init_params(self, rng):
         return ln_init(self.param_shapes(), rng, self.hidden_size)
 
-    def step_cache_size(self):
-        # the gates, c, tanh and h plus the layer-norm caches (normalised values and one mean
-        # and inverse deviation per row and norm); counted from the step's cache dict
-        H = self.hidden_size
-        return (12 * H + 5, 26) if self.options["ln_style"] == "tf" else (17 * H + 3, 19)
 
     def step_forward(self, params, x_t, state):
         step = ln_lstm_tf_step_forward if self.options["ln_style"] == "tf" else \

@@ -39,14 +39,12 @@ def lstm_step_backward(params, dstate, cache):
     """
     p, k = params, cache
     dh = dstate["h"]
-    ### BEGIN SOLUTION
     da_o = dh * k["tanh_c"] * dsigmoid(k["o"])  # dL/da_o: through eq. (6), then sigma' of eq. (5)
     dc = dstate["c"] + dh * k["o"] * dtanh(k["tanh_c"])  # dL/dc_t: carried + through eq. (6)
     da_i = dc * k["g"] * dsigmoid(k["i"])  # dL/da_i: through i*g of eq. (4), sigma' of eq. (2)
     da_f = dc * k["c_prev"] * dsigmoid(k["f"])  # dL/da_f: through f*c_{t-1} of eq. (4)
     da_g = dc * k["i"] * dtanh(k["g"])  # dL/da_g: through i*g of eq. (4), tanh' of eq. (1)
     dc_prev = dc * k["f"]  # dL/dc_{t-1}: the constant error carousel of eq. (4)
-    ### END SOLUTION
 
     pre = {"i": da_i, "f": da_f, "g": da_g, "o": da_o}
     grads, dx, dh_prev = gate_input_grads(p, pre, k["x"], k["h_prev"])
@@ -112,9 +110,6 @@ h_t = o_t * tanh(c_t)                                     (6)
         params["b_f"] = params["b_f"] + float(self.options["forget_bias"])
         return params
 
-    def step_cache_size(self):
-        # i, f, g, o, c, tanh(c), h: seven (B, H) arrays; 11 array objects with the views
-        return 7 * self.hidden_size, 11
 
     def step_forward(self, params, x_t, state):
         return lstm_step_forward(params, x_t, state)

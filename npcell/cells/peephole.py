@@ -34,7 +34,8 @@ def peephole_step_forward(params, x_t, state):
     u_i = cell_read(p["W_ic"], c_prev, p.get("b_ic"))  # the term gate i adds: W_ic c_{t-1}
     u_f = cell_read(p["W_fc"], c_prev, p.get("b_fc"))  # the term gate f adds: W_fc c_{t-1}
     g = tanh(x_t @ p["W_gx"].T + h_prev @ p["W_gh"].T + p["b_g"])  # eq. (1)
-    i = sigmoid(x_t @ p["W_ix"].T + h_prev @ p["W_ih"].T + u_i + p["b_i"])  # eq. (16)
+    a_i = x_t @ p["W_ix"].T + h_prev @ p["W_ih"].T + u_i + p["b_i"]  # eq. (20): i-bar_t
+    i = sigmoid(a_i)  # eq. (16): the input gate reads W_ic c_{t-1} through a_i
     f = sigmoid(x_t @ p["W_fx"].T + h_prev @ p["W_fh"].T + u_f + p["b_f"])  # eq. (17)
     c = f * c_prev + i * g  # eq. (4)
     u_o = cell_read(p["W_oc"], c, p.get("b_oc"))  # W_oc c_t: the output gate reads the new c_t
@@ -54,7 +55,6 @@ def peephole_step_backward(params, dstate, cache):
     """
     p, k = params, cache
     dh = dstate["h"]
-    ### BEGIN SOLUTION
     da_o = dh * k["tanh_c"] * dsigmoid(k["o"])  # dL/da_o: through eq. (6), sigma' of eq. (18)
     dW_oc = cell_read_weight_grad(da_o, k["c"], p["W_oc"])  # eq. (21) for o: paired with c_t
     # dL/dc_t: carried + through eq. (6) + through the o-gate's read of c_t (before di/df/dg)
@@ -66,7 +66,6 @@ def peephole_step_backward(params, dstate, cache):
     dW_fc = cell_read_weight_grad(da_f, k["c_prev"], p["W_fc"])  # eq. (21) for f
     # dL/dc_{t-1}: through f_t (eq. 4) and through the reads of W_ic and W_fc (eq. 16, 17)
     dc_prev = dc * k["f"] + cell_read_back(da_i, p["W_ic"]) + cell_read_back(da_f, p["W_fc"])
-    ### END SOLUTION
 
     pre = {"i": da_i, "f": da_f, "g": da_g, "o": da_o}
     grads, dx, dh_prev = gate_input_grads(p, pre, k["x"], k["h_prev"])
@@ -129,9 +128,6 @@ h_t = o_t * tanh(c_t)                                            (6)
 """
     default_options = {"forget_bias": 0.0, "diagonal": True, "cell_bias": False}
 
-    def step_cache_size(self):
-        # the LSTM's seven (B, H) arrays plus the three reads u_i, u_f, u_o
-        return 10 * self.hidden_size, 14
 
     def step_forward(self, params, x_t, state):
         return peephole_step_forward(params, x_t, state)

@@ -162,9 +162,6 @@ wm_t    = focus_t * tanh(ltm_t)                        (6)   = hidden h_t    (st
     def gate_blocks(self):
         return {gate: [f"W_{t}", f"U_{t}", f"b_{t}"] for gate, (t, _) in TEACHING_GATES.items()}
 
-    def step_cache_size(self):
-        # rem, save, focus, ltm_cand, ltm, tanh(ltm), wm: as the LSTM's seven
-        return 7 * self.hidden_size, 11
 
     def step_forward(self, params, x_t, state):
         return teaching_step_forward(params, x_t, state,

@@ -184,10 +184,6 @@ h_t = o_t * tanh(c_t)   (use_o=False: h_t = tanh(c_t))          (U8)
         params["b_fx"] = params["b_fx"] + float(self.options["forget_bias"])
         return params
 
-    def step_cache_size(self):
-        # i, z, f (, o), u, m, c, tanh(c_{t-1}), tanh(c), h
-        H = self.hidden_size
-        return (10 * H, 14) if self.options["use_o"] else (8 * H, 13)
 
     def step_forward(self, params, x_t, state):
         return ulstm_step_forward(params, x_t, state, use_o=self.options["use_o"])

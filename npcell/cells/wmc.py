@@ -34,7 +34,8 @@ def wmc_step_forward(params, x_t, state):
     u_i = tanh(cell_read(p["W_ic"], c_prev, p.get("b_ic")))  # tanh(W_ic c_{t-1} [+ b_ic])
     u_f = tanh(cell_read(p["W_fc"], c_prev, p.get("b_fc")))  # tanh(W_fc c_{t-1} [+ b_fc])
     g = tanh(x_t @ p["W_gx"].T + h_prev @ p["W_gh"].T + p["b_g"])  # eq. (1)
-    i = sigmoid(x_t @ p["W_ix"].T + h_prev @ p["W_ih"].T + u_i + p["b_i"])  # eq. (7)
+    a_i = x_t @ p["W_ix"].T + h_prev @ p["W_ih"].T + u_i + p["b_i"]  # eq. (10): i-bar_t
+    i = sigmoid(a_i)  # eq. (7): the input gate reads tanh(W_ic c_{t-1}) through a_i
     f = sigmoid(x_t @ p["W_fx"].T + h_prev @ p["W_fh"].T + u_f + p["b_f"])  # eq. (8)
     c = f * c_prev + i * g  # eq. (4)
     u_o = tanh(cell_read(p["W_oc"], c, p.get("b_oc")))  # the output gate reads the new c_t
@@ -54,7 +55,6 @@ def wmc_step_backward(params, dstate, cache):
     """
     p, k = params, cache
     dh = dstate["h"]
-    ### BEGIN SOLUTION
     da_o = dh * k["tanh_c"] * dsigmoid(k["o"])  # dL/da_o: through eq. (6), sigma' of eq. (9)
     dz_o = da_o * dtanh(k["u_o"])  # dL/dz_o = dL/da_o times the tanh' of eq. (15) for gate o
     dW_oc = cell_read_weight_grad(dz_o, k["c"], p["W_oc"])  # eq. (14) for o: paired with c_t
@@ -69,7 +69,6 @@ def wmc_step_backward(params, dstate, cache):
     dW_fc = cell_read_weight_grad(dz_f, k["c_prev"], p["W_fc"])  # eq. (14) for f
     # dL/dc_{t-1}: through f_t (eq. 4) and through the reads of W_ic and W_fc (eq. 7, 8)
     dc_prev = dc * k["f"] + cell_read_back(dz_i, p["W_ic"]) + cell_read_back(dz_f, p["W_fc"])
-    ### END SOLUTION
 
     pre = {"i": da_i, "f": da_f, "g": da_g, "o": da_o}
     grads, dx, dh_prev = gate_input_grads(p, pre, k["x"], k["h_prev"])
@@ -101,9 +100,6 @@ h_t = o_t * tanh(c_t)                                                       (6)
                 params[f"b_{k}c"] = params[f"b_{k}c"] * 0.0
         return params
 
-    def step_cache_size(self):
-        # the LSTM's seven (B, H) arrays plus the three squashed reads u_i, u_f, u_o
-        return 10 * self.hidden_size, 14
 
     def step_forward(self, params, x_t, state):
         return wmc_step_forward(params, x_t, state)

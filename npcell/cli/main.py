@@ -23,7 +23,7 @@ COMMANDS = {
     "diagnose": ("npcell.cli.diagnose", "diagnose gradients of cells on a task and plot them"),
     "train": ("npcell.cli.train", "train a cell on a task"),
     "plot-run": ("npcell.cli.plot_run", "learning curves of one or more run directories"),
-    "bench": ("npcell.cli.bench", "time npcell against PyTorch (ratios, JSON + markdown)"),
+    "bench": ("npcell.cli.bench", "moved to benchmarks/bench.py in a source checkout"),
     "exercises": ("npcell.cli.exercises", "list, create and auto-grade gradient exercises"),
     "stepper": ("npcell.cli.stepper", "write the interactive BPTT stepper as one HTML page"),
 }
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:  # reported by the subcommand's parser, so the message names the command
+    if extra and not getattr(args, "_any_arguments", False):  # named by the subcommand's parser
         parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         status = int(args._run(args) or 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..backend import array_module
 from ..cells.gru import GRU_GATES
 from ..cells.ops import dsigmoid, dtanh
-from .ops import sigmoid_
+from .device import device_for
 
 
 def gru_forward(cell, params, x, state):
@@ -35,6 +35,7 @@ def gru_fused_forward(params, x, state, *, reset_after=False):
     p = params
     T, B, X = x.shape
     H = state["h"].shape[1]
+    act = device_for(x, units=B * H, lstm_kernels=False).gate_math()  # its activation form
     W_x = xp.concatenate([p[f"W_{k}x"] for k in GRU_GATES], axis=0)  # (3H, X)
     b = xp.concatenate([p[f"b_{k}"] for k in GRU_GATES])
     # One GEMM for the input projection of all T steps; the buffer then holds z, r, n.
@@ -54,16 +55,16 @@ def gru_fused_forward(params, x, state, *, reset_after=False):
         if reset_after:
             xp.matmul(h_prev, W_h.T, out=recurrent)  # the one recurrent GEMM of PyTorch's form
             a[:, : 2 * H] += recurrent[:, : 2 * H]
-            sigmoid_(a[:, : 2 * H])  # z, r: eq. (G1), (G2)
+            act.sigmoid_unscaled_(a[:, : 2 * H])  # z, r: eq. (G1), (G2)
             xp.add(recurrent[:, 2 * H :], p["b_nh"], out=read[t])
             a[:, 2 * H :] += a[:, H : 2 * H] * read[t]  # + r * (W_nh h + b_nh), eq. (G3')
         else:
             xp.matmul(h_prev, W_zrh.T, out=recurrent)  # first recurrent GEMM: both gates
             a[:, : 2 * H] += recurrent
-            sigmoid_(a[:, : 2 * H])  # z, r: eq. (G1), (G2)
+            act.sigmoid_unscaled_(a[:, : 2 * H])  # z, r: eq. (G1), (G2)
             xp.multiply(a[:, H : 2 * H], h_prev, out=read[t])  # r * h_{t-1}
             a[:, 2 * H :] += read[t] @ p["W_nh"].T  # second GEMM waits for r: eq. (G3)
-        xp.tanh(a[:, 2 * H :], out=a[:, 2 * H :])
+        act.tanh_unscaled_(a[:, 2 * H :])
         z, n = a[:, :H], a[:, 2 * H :]
         h = hs[t + 1]
         xp.subtract(h_prev, n, out=h)

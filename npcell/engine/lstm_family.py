@@ -10,14 +10,11 @@ the step loop on every path (plain NumPy, Numba kernels, CuPy kernels).
 
 from __future__ import annotations
 
-import contextlib
-
 from ..backend import array_module
-from . import workspace
 from .cpu import loops as cpu_loops
 from .cuda import kernels as cuda_kernels
+from .device import device_for
 from .ops import cell_read_back_into, cell_read_into
-from .switch import active
 
 GATES = ("i", "f", "g", "o")  # the gates of npcell.cells.lstm, eq. (1)-(6)
 # Packed order inside the fused path (see the layout note below): the sigmoid gates o, i, f
@@ -55,18 +52,15 @@ def lstm_family_cache_floats(cell):
 # so every group the loop touches at once is one contiguous slice.
 #
 # Activations without temporaries. The rows of the packed weights and biases are multiplied
-# once per call by a power of two (exact), so that each gate needs only in-place passes:
+# once per call by a power of two (exact), so that each gate needs only in-place passes, in the
+# activation form of the device (npcell/engine/device.py, where the measurement is):
 #
-#   tanh form (CuPy, and NumPy below B*H = 256): sigmoid rows x 1/2, g rows x 1;
+#   tanh form: sigmoid rows x 1/2, g rows x 1;
 #       o, i, f = 0.5 * tanh(a/2) + 0.5 = sigma(a);  g = tanh(a)
-#   exp form (NumPy with B*H >= 256: NumPy's float64 tanh is scalar libm code, ~3x slower than
-#   its exp; in float32 its exp is ~1.5x faster than its tanh, fwd+bwd 7-15% faster overall;
-#   below 256 units the extra calls of this form cost more):
-#       sigmoid rows x -1, g rows x -2;
+#   exp form (NumPy from B*H = 256 units): sigmoid rows x -1, g rows x -2;
 #       o, i, f = 1 / (1 + exp(-a)) = sigma(a);     g = 2 / (1 + exp(-2a)) - 1 = tanh(a)
 #   exp(-a) may overflow to inf (a < -709 in float64, a < -88 in float32); 1 / (1 + inf) = 0
-#   is the right limit, so the overflow warning is silenced for the loop. Both forms are exact
-#   identities.
+#   is the right limit, so the overflow warning is silenced for the loop.
 #
 # Per step the forward does the one recurrent GEMM plus ~9 in-place ufunc calls on preallocated
 # (B, H) or (B, 4H) buffers; the backward computes every local derivative that does not depend
@@ -81,62 +75,6 @@ def lstm_family_cache_floats(cell):
 # reference, and tests compare each fast path with it.
 _O, _I, _F, _G = 0, 1, 2, 3  # block index of each gate in PACKED_ORDER
 CHUNK = 8  # time steps whose local derivatives the backward computes at once (cache-sized)
-
-
-class _GateMath:
-    """Which form (see the note above) and the row scales it folds into the packed weights."""
-
-    EXP_FORM_MIN_UNITS = 256  # B * H from which the exp form wins (measured, float64)
-
-    def __init__(self, xp, dtype, units, exp_form=None):
-        if exp_form is None:
-            exp_form = xp.__name__ == "numpy" and units >= self.EXP_FORM_MIN_UNITS
-        self.exp_form = exp_form
-        self.sig_scale, self.g_scale = (-1.0, -2.0) if self.exp_form else (0.5, 1.0)
-        self.xp = xp
-
-    def sigmoid_(self, z):
-        """z holds sig_scale * a; make it sigma(a), in place."""
-        if self.exp_form:
-            self.xp.exp(z, out=z)
-            z += 1.0
-            self.xp.reciprocal(z, out=z)
-        else:
-            self.xp.tanh(z, out=z)
-            z *= 0.5
-            z += 0.5
-
-    def tanh_(self, z):
-        """z holds g_scale * a; make it tanh(a), in place."""
-        if self.exp_form:
-            self.sigmoid_(z)  # sigma(2a)
-            z *= 2.0
-            z -= 1.0  # tanh(a) = 2 sigma(2a) - 1
-        else:
-            self.xp.tanh(z, out=z)
-
-    def tanh_into(self, a, out):
-        """out <- tanh(a)."""
-        if self.exp_form:
-            self.xp.multiply(a, self.g_scale, out=out)
-            self.tanh_(out)
-        else:
-            self.xp.tanh(a, out=out)
-
-    def quiet(self):
-        """A context that silences exp's harmless overflow (NumPy exp form only)."""
-        return self.xp.errstate(over="ignore") if self.exp_form else contextlib.nullcontext()
-
-
-def _kernel_path(x, spec):
-    """Which fused gate kernels run on ``x``: 'numba' (NumPy: lstm, peephole, wmc), 'cupy'
-    (the plain LSTM only), or None (plain path). :func:`npcell.engine.switch.active` holds the
-    switch."""
-    if not active(x):
-        return None
-    if array_module(x).__name__ == "numpy":
-        return "numba"
-    return "cupy" if spec is None else None
 
 
 def _doubling_overflows(params, xp, dtype):
@@ -202,13 +140,13 @@ def fused_forward(params, x, state, spec=None):
     T, B, X = x.shape
     H = state["h"].shape[1]
     dtype = x.dtype
-    path = _kernel_path(x, spec)
+    device = device_for(x, units=B * H, cell_read=spec)
+    if device.exp_form and _doubling_overflows(params, xp, dtype):  # g rows x -2 would be inf
+        device = device.in_tanh_form()
+    path, act = device.kernels, device.gate_math()
     if path == "numba":  # the CPU kernels take the pre-activations as they are
         sig_scale, g_scale = 1.0, 1.0
     else:
-        act = _GateMath(xp, dtype, units=B * H)
-        if act.exp_form and _doubling_overflows(params, xp, dtype):  # g rows x -2 would be inf
-            act = _GateMath(xp, dtype, units=B * H, exp_form=False)
         sig_scale, g_scale = act.sig_scale, act.g_scale
     scales = dict(sigmoid_scale=sig_scale, g_scale=g_scale)
     W_x = pack(params, "x", **scales)
@@ -218,15 +156,15 @@ def fused_forward(params, x, state, spec=None):
     b = pack(params, "b", **scales)
     # One GEMM for the input projection of all T steps; the buffer then holds the gates.
     # The big buffers come from the workspace: reused across calls once nothing holds them.
-    gates = workspace.empty(xp, (T, B, 4 * H), dtype)
+    gates = device.empty((T, B, 4 * H), dtype)
     small_input = _small_input(path, x, W_x)
     if small_input is None:  # else the CPU kernels' loop projects x_t step by step
         xp.matmul(x.reshape(T * B, X), W_x.T, out=gates.reshape(T * B, 4 * H))
     if path != "numba":  # the CPU kernels add b as they go
         gates += b
-    hs = workspace.empty(xp, (T + 1, B, H), dtype)
-    cs = workspace.empty(xp, (T + 1, B, H), dtype)
-    tanh_cs = workspace.empty(xp, (T, B, H), dtype)
+    hs = device.empty((T + 1, B, H), dtype)
+    cs = device.empty((T + 1, B, H), dtype)
+    tanh_cs = device.empty((T, B, H), dtype)
     hs[0], cs[0] = state["h"], state["c"]
     recurrent = xp.empty((B, 4 * H), dtype=dtype)  # per-step temporaries, allocated once
     i_times_g = xp.empty((B, H), dtype=dtype)
@@ -234,8 +172,8 @@ def fused_forward(params, x, state, spec=None):
     cache = dict(x=x, gates=gates, hs=hs, cs=cs, tanh_cs=tanh_cs)
     if reads is not None:
         if reads["squash"]:
-            cache["u_if"] = workspace.empty(xp, (T, B, 2 * H), dtype)
-            cache["u_o"] = workspace.empty(xp, (T, B, H), dtype)
+            cache["u_if"] = device.empty((T, B, 2 * H), dtype)
+            cache["u_o"] = device.empty((T, B, H), dtype)
     if path == "numba" and reads is None:  # the gate block below as one compiled pass
         cpu_loops.forward_loop(gates, hs, cs, tanh_cs, W_hT, b, recurrent, small_input)
     elif path == "numba":  # two passes, around the o gate's read of c_t
@@ -367,63 +305,66 @@ def fused_backward(params, dh, cache, dstate, spec=None):
     dh_t = xp.empty((B, H), dtype=dtype)
     scratch = xp.empty((B, 2 * H), dtype=dtype)
 
-    path = _kernel_path(x, spec)
+    device = device_for(x, units=B * H, cell_read=spec)
+    path = device.kernels
     diagonal_grads = None  # (dw_if, dw_o) when the kernels summed them on the way
     small_input = _small_input(path, x, W_x)  # then dx, dW_x, db come from the loop too
     if small_input is not None:
         small_input.start_backward()
-    dgates = workspace.empty(xp, gates.shape, dtype)  # dL/da (the plain path: D first)
+    da_all = device.empty(gates.shape, dtype)  # dL/da (the plain path: D first)
     if reads is not None:
         squash, diagonal = reads["squash"], reads["diagonal"]
         W_if, W_o = reads["W_if"], reads["W_o"]
         if squash:  # WMC: dL/dz of the squashed reads, delta-hat of eq. (15)
-            dz_if = workspace.empty(xp, (T, B, 2 * H), dtype)
-            dz_o = workspace.empty(xp, (T, B, H), dtype)
-        else:  # peephole: dz = da, read straight from dgates
-            dz_if, dz_o = dgates[:, :, H : 3 * H], dgates[:, :, :H]
+            dz_if = device.empty((T, B, 2 * H), dtype)
+            dz_o = device.empty((T, B, H), dtype)
+        else:  # peephole: dz = da, read straight from da_all
+            dz_if, dz_o = da_all[:, :, H : 3 * H], da_all[:, :, :H]
     if path == "numba" and reads is None:
-        cpu_loops.backward_loop(gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc,
+        cpu_loops.backward_loop(gates, cs, cache["tanh_cs"], dh, W_h, da_all, dh_next, dc,
                                   small_input)
     elif path == "numba":
         diagonal_grads = cpu_loops.connected_backward_loop(
-            gates, cs, cache["tanh_cs"], dh, W_h, dgates, dh_next, dc, reads,
+            gates, cs, cache["tanh_cs"], dh, W_h, da_all, dh_next, dc, reads,
             scratch, cache.get("u_if"), cache.get("u_o"), dz_if, dz_o, small_input)
     elif path == "cupy":
         dc_prev = xp.empty_like(dc)
         step = cuda_kernels.lstm_backward_step  # the gate block below as one CuPy kernel launch
         for t in range(T - 1, -1, -1):
-            step(gates[t], cs[t], cache["tanh_cs"][t], dh[t], dh_next, dc, dgates[t], dc_prev)
+            step(gates[t], cs[t], cache["tanh_cs"][t], dh[t], dh_next, dc, da_all[t], dc_prev)
             dc, dc_prev = dc_prev, dc
-            xp.matmul(dgates[t], W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
+            xp.matmul(da_all[t], W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
     else:
-        D4 = dgates.reshape(T, B, 4, H)  # local derivatives, then dL/da in place
-        A4 = gates.reshape(T, B, 4, H)
+        da4 = da_all.reshape(T, B, 4, H)  # local derivatives, then dL/da in place
+        gates4 = gates.reshape(T, B, 4, H)
         local = None
         for t in range(T - 1, -1, -1):
             if local is None or t < local["start"]:  # the next block of CHUNK steps back
                 first = max(0, t + 1 - CHUNK)
                 block = slice(first, t + 1)
-                local = local_derivatives(cache, spec, block, dgates[block])
+                local = local_derivatives(cache, spec, block, da_all[block])
             k = t - local["start"]  # this step's row in the block's arrays
-            d, d4 = dgates[t], D4[t]
+            da = da_all[t]  # (B, 4H): dL/da_o, da_i, da_f, da_g of step t, in PACKED_ORDER
+            da_o, da_ifg = da4[t, :, _O], da4[t, :, _I:]
+            f = gates4[t, :, _F]
             xp.add(dh[t], dh_next, out=dh_t)  # dL/dh_t: this step's loss + carried from t+1
-            d4[:, _O] *= dh_t  # dL/da_o: through eq. (6), sigma' of eq. (5)/(9)/(18)
+            da_o *= dh_t  # dL/da_o: through eq. (6), sigma' of eq. (5)/(9)/(18)
             xp.multiply(dh_t, local["dc_dh"][k], out=scratch[:, :H])
             dc += scratch[:, :H]  # dL/dc_t: carried + through eq. (6)
             if reads is not None:  # the o-gate read c_t: its term joins dL/dc_t before di/df/dg
                 if squash:
-                    xp.multiply(d4[:, _O], local["du_o"][k], out=dz_o[t])  # through tanh of (9)
+                    xp.multiply(da_o, local["du_o"][k], out=dz_o[t])  # through tanh of (9)
                 cell_read_back_into(dz_o[t], W_o, diagonal, dc, scratch)  # dL/dc_t += W_oc^T dz_o
-            d4[:, _I:] *= dc[:, None, :]  # dL/da_i, da_f, da_g: through eq. (4)
-            dc *= A4[t, :, _F]  # dL/dc_{t-1}: the constant error carousel f_t of eq. (4) ...
+            da_ifg *= dc[:, None, :]  # dL/da_i, da_f, da_g: through eq. (4)
+            dc *= f  # now dc_prev, dL/dc_{t-1}: the constant error carousel f_t of eq. (4) ...
             if reads is not None:  # ... plus the reads of c_{t-1} by i and f (W_ic, W_fc)
                 if squash:  # delta-hat i_t, f_t: eq. (15)
-                    xp.multiply(d[:, H : 3 * H], local["du_if"][k], out=dz_if[t])
+                    xp.multiply(da[:, H : 3 * H], local["du_if"][k], out=dz_if[t])
                 cell_read_back_into(dz_if[t], W_if, diagonal, dc, scratch)
-            xp.matmul(d, W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
+            xp.matmul(da, W_h, out=dh_next)  # dL/dh_{t-1}: the one recurrent GEMM back
 
     # Weight gradients: one GEMM over all T*B rows each (eq. (12)-(13) summed over t and b).
-    flat = dgates.reshape(T * B, 4 * H)
+    flat = da_all.reshape(T * B, 4 * H)
     dW_h = flat.T @ hs[:-1].reshape(T * B, H)
     if small_input is None:
         dW_x = flat.T @ x.reshape(T * B, X)

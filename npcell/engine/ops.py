@@ -1,20 +1,10 @@
 """In-place operations on the engine's preallocated buffers: the twins of npcell.cells.ops
-(``sigmoid``, ``cell_read``, ``cell_read_back``) that write into ``out`` / add into ``dc``
-instead of allocating."""
+(``cell_read``, ``cell_read_back``) that write into ``out`` / add into ``dc`` instead of
+allocating. The in-place activations are the device's (npcell.engine.device.GateMath)."""
 
 from __future__ import annotations
 
 from ..backend import array_module
-
-
-def sigmoid_(a):
-    """In-place sigmoid of an array or view : no temporaries."""
-    xp = array_module(a)
-    a *= 0.5
-    xp.tanh(a, out=a)
-    a += 1.0
-    a *= 0.5
-    return a
 
 
 def cell_read_into(c, W, bias, diagonal, out):

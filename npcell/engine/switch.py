@@ -7,6 +7,7 @@ read it without importing the registry that imports them.
 from __future__ import annotations
 
 from ..backend import is_cupy_array
+from ..errors import ArgumentTypeError
 from .cpu import loops as cpu_loops
 
 _switch = {"on": None}  # None: auto (CPU kernels when Numba is there, CuPy kernels off)
@@ -18,7 +19,8 @@ class use_fused_kernels:  # noqa: N801 - used like a function, as npcell.use_bac
 
     def __init__(self, on: bool | None = True):
         if on is not None and not isinstance(on, bool):
-            raise TypeError(f"use_fused_kernels expects True, False or None (auto); got {on!r}")
+            raise ArgumentTypeError(
+                f"use_fused_kernels expects True, False or None (auto); got {on!r}")
         self._previous = _switch["on"]
         _switch["on"] = on
 

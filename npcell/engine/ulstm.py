@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..backend import array_module
 from ..cells.ops import dsigmoid, dtanh
 from ..cells.ulstm import sigmoid_gates
-from .ops import sigmoid_
+from .device import device_for
 
 
 def ulstm_forward(cell, params, x, state):
@@ -44,6 +44,7 @@ def ulstm_fused_forward(params, x, state, *, use_o=True):
     n = len(gates)
     T, B, X = x.shape
     H = state["h"].shape[1]
+    act = device_for(x, units=B * H, lstm_kernels=False).gate_math()  # its activation form
     col = {k: slice(j * H, (j + 1) * H) for j, k in enumerate(gates)}  # columns of each gate
     W_x = xp.concatenate([p[f"W_{k}x"] for k in gates] + [p["W_ux"]], axis=0)  # ((n+1)H, X)
     b = xp.concatenate([p[f"b_{k}x"] + p[f"b_{k}h"] for k in gates] + [p["b_ux"] + p["b_m"]])
@@ -58,12 +59,12 @@ def ulstm_fused_forward(params, x, state, *, use_o=True):
     for t in range(T):
         a = acts[t]
         a[:, : n * H] += hs[t] @ W_h.T  # first recurrent GEMM: the n gates
-        sigmoid_(a[:, : n * H])  # eq. (U1)-(U4)
+        act.sigmoid_unscaled_(a[:, : n * H])  # eq. (U1)-(U4)
         i, z, f = a[:, col["i"]], a[:, col["z"]], a[:, col["f"]]
         xp.multiply(z, tanh_cs[t], out=ms[t])  # eq. (U5)
         u = a[:, n * H :]
         u += ms[t] @ p["U_m"].T  # second recurrent GEMM waits for z_t
-        xp.tanh(u, out=u)  # eq. (U6)
+        act.tanh_unscaled_(u)  # eq. (U6)
         c = cs[t + 1]
         xp.multiply(f, cs[t], out=c)
         c += i * u  # eq. (U7)

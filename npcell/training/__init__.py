@@ -8,7 +8,8 @@ configuration and the papers' presets (config.py), and checkpoints (checkpoint.p
 """
 
 from .config import PRESETS, TrainConfig, format_presets, preset_config
-from .loop import SequenceModel, TrainResult, build, read_metrics, train
+from .loop import SequenceModel, TrainResult, build, train
+from .rundir import read_metrics
 
 __all__ = [
     "PRESETS",

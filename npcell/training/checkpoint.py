@@ -36,7 +36,7 @@ import numpy
 
 from ..backend import to_numpy
 from ..cells import make_cell
-from ..errors import CheckpointError, NpcellError, key_difference, shape_str
+from ..errors import ArgumentTypeError, CheckpointError, NpcellError, key_difference, shape_str
 
 FORMAT_VERSION = 1
 VERSION_KEY = "__npcell_format__"
@@ -258,7 +258,7 @@ def _json_default(value):
         return value.tolist()
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"{type(value).__name__} {value!r:.60} is not JSON-serialisable")
+    raise ArgumentTypeError(f"{type(value).__name__} {value!r:.60} is not JSON-serialisable")
 
 
 def _read_version(entry, path) -> int:

@@ -9,7 +9,7 @@
 
 or from the shell ``npcell train --preset wmc-adding-200 --out runs/wmc-s0 --seed 0``.
 
-A run directory holds
+A run directory (npcell.training.rundir owns its files) holds
 
 * ``config.json``: the :class:`TrainConfig` as a dict (``"seed"`` included) plus the preset name;
 * ``metrics.jsonl``: one JSON object per line with keys ``step`` (optimiser steps so far),
@@ -37,11 +37,8 @@ run's losses bit for bit (a test holds this in float64).
 from __future__ import annotations
 
 import contextlib
-import csv
-import importlib.util
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -60,13 +57,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .layers import Embedding, Linear, check_tokens, mse_loss, one_hot, softmax_cross_entropy
 from .optim import clip_grad_norm, make_optimizer
-
-# tqdm.auto draws a notebook widget only with ipywidgets installed; without it, it falls back to
-# the text bar *and* prints a TqdmWarning into every notebook, so pick the text bar ourselves.
-if importlib.util.find_spec("ipywidgets") is not None:
-    from tqdm.auto import tqdm
-else:
-    from tqdm.std import tqdm
+from .progress import ProgressLines, format_duration, progress_mode, tqdm  # noqa: F401
+from .rundir import RunDir, read_metrics
 
 LN2 = math.log(2.0)
 
@@ -248,7 +240,6 @@ class TrainResult:
         return [r["epoch"] for r in rows], [r.get(key) for r in rows]
 
 
-CHECKPOINT_NAME = "checkpoint.npz"
 
 
 def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=None,
@@ -281,8 +272,7 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
     if config.steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
     out.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start leaves no folder
-    paths = {"ckpt": out / CHECKPOINT_NAME, "jsonl": out / "metrics.jsonl",
-             "csv": out / "metrics.csv", "config": out / "config.json"}
+    run = RunDir(out)
 
     # ----- start or resume ---------------------------------------------------------------------
     history: list = []
@@ -290,35 +280,32 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
                 "window_steps": 0, "evaluated_epoch": -1, "train_seconds": 0.0,
                 "reached_stop_below": False}
     resumed_from = None
-    if resume and paths["ckpt"].exists():
-        arrays, meta = load_checkpoint(paths["ckpt"])
-        _check_same_config(meta.get("config", {}), config, paths["ckpt"])
+    if resume and run.checkpoint.exists():
+        arrays, meta = load_checkpoint(run.checkpoint)
+        _check_same_config(meta.get("config", {}), config, run.checkpoint)
         for name, p in model.params.items():
             key = f"param/{name}"
             if key not in arrays:
-                raise CheckpointError(f"{paths['ckpt']} lacks parameter {key}")
+                raise CheckpointError(f"{run.checkpoint} lacks parameter {key}")
             p[...] = model.cell.xp.asarray(arrays[key])
         optimizer.load_state_dict({k[len("optim/"):]: v for k, v in arrays.items()
                                    if k.startswith("optim/")})
         position.update(meta["position"])
-        history = _read_jsonl(paths["jsonl"])[: meta["n_records"]]
+        history = read_metrics(out)[: meta["n_records"]]
         resumed_from = position["step"]
-    _write_json(paths["config"], config.to_dict())
-    _rewrite_logs(paths, history)  # drops records written after the checkpoint
+    run.write_config(config.to_dict())
+    run.rewrite(history)  # drops records written after the checkpoint
 
     def log(record):
         history.append(record)
-        with open(paths["jsonl"], "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        with open(paths["csv"], "a", newline="") as fh:
-            csv.writer(fh).writerow([record.get(k, "") for k in CSV_COLUMNS])
+        run.append(record)
 
     def checkpoint():
         arrays = {f"param/{k}": to_numpy(v) for k, v in model.params.items()}
         arrays.update({f"optim/{k}": v for k, v in optimizer.state_dict().items()})
         meta = {"config": config.to_dict(), "position": dict(position),
                 "n_records": len(history), "npcell_train_format": 1}
-        save_checkpoint(paths["ckpt"], arrays, meta)
+        save_checkpoint(run.checkpoint, arrays, meta)
 
     def evaluate(epoch):
         results = {}
@@ -337,7 +324,7 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
     total_steps = config.epochs * steps_per_epoch
     already_finished = position["epoch"] >= config.epochs or position["reached_stop_below"]
     label = f"{config.cell} on {config.task}"
-    use_bar, use_lines = _progress_mode(progress)
+    use_bar, use_lines = progress_mode(progress)
     bar = tqdm(total=total_steps, initial=position["step"], disable=not use_bar,
                desc=label, unit="step", dynamic_ncols=True)
     lines = (ProgressLines(label, total_steps, config.epochs, every=log_seconds, clock=clock,
@@ -365,7 +352,7 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
                     raise NonFiniteError(
                         f"training loss became {loss} at step {position['step'] + 1} (epoch "
                         f"{epoch + 1}); try a smaller lr or gradient clipping (--clip); the "
-                        f"last checkpoint ({paths['ckpt']}) is from before it"
+                        f"last checkpoint ({run.checkpoint}) is from before it"
                     )
                 if config.clip is not None:
                     clip_grad_norm(grads, config.clip)
@@ -402,7 +389,7 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
                 if interrupt.requested:
                     checkpoint()
                     message = (f"interrupted at step {position['step']}; checkpoint "
-                               f"{paths['ckpt']} written, run the same command again to resume")
+                               f"{run.checkpoint} written, run the same command again to resume")
                     print(message, file=sys.stderr)  # the CLI prints only "interrupted"
                     raise KeyboardInterrupt(message)
             if stopped_early:
@@ -431,51 +418,6 @@ def train(config: TrainConfig, out_dir, *, progress=None, resume=True, callback=
                        already_finished=already_finished, total_steps=total_steps)
 
 
-CSV_COLUMNS = ("step", "epoch", "split", "loss", "metric", "wall_s")
-
-
-def _progress_mode(progress) -> tuple[bool, bool]:
-    """(tqdm bar, timed log lines): progress=None picks by whether stderr is a terminal."""
-    if progress is None:
-        interactive = sys.stderr.isatty()
-        return interactive, not interactive
-    return bool(progress), False
-
-
-def format_duration(seconds: float) -> str:
-    """'45 s', '12 min', '3 h 05 min': how long, at the precision a person plans with."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    hours, minutes = divmod(round(seconds / 60), 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-class ProgressLines:
-    """Progress for output that is not a terminal: one line every ``every`` seconds of ``clock``.
-
-    A line reads ``wmc on adding: step 1200/20000 (6%) epoch 2/200 loss 0.1671 test mse 0.1655
-    14.2 steps/s ETA 22 min``; the loss is the last step's, the metric the last evaluation's.
-    """
-
-    def __init__(self, label, total_steps, epochs, *, every=30.0, clock=time.monotonic,
-                 stream=None):
-        self.label, self.total_steps, self.epochs = label, total_steps, epochs
-        self.every, self.clock, self.stream = every, clock, stream
-        self.last = clock()
-
-    def update(self, step, epoch, loss, metric_name, metric, steps_per_s):
-        now = self.clock()
-        if now - self.last < self.every and step < self.total_steps:
-            return
-        self.last = now
-        eta = (self.total_steps - step) / steps_per_s if steps_per_s > 0 else float("inf")
-        shown = "" if metric is None else f" {metric_name} {metric:.4g}"
-        print(f"{self.label}: step {step}/{self.total_steps} "
-              f"({100 * step / self.total_steps:.0f}%) epoch {epoch + 1}/{self.epochs} "
-              f"loss {loss:.4g}{shown} {steps_per_s:.3g} steps/s ETA {format_duration(eta)}",
-              file=self.stream or sys.stderr, flush=True)
 
 
 class _DeferredInterrupt:
@@ -520,29 +462,3 @@ def _jsonish(value):
     return json.loads(json.dumps(value))
 
 
-def _write_json(path, obj):
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _read_jsonl(path) -> list:
-    if not Path(path).exists():
-        return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def _rewrite_logs(paths, history):
-    with open(paths["jsonl"], "w") as fh:
-        for record in history:
-            fh.write(json.dumps(record) + "\n")
-    with open(paths["csv"], "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
-        for record in history:
-            writer.writerow([record.get(k, "") for k in CSV_COLUMNS])
-
-
-def read_metrics(run_dir) -> list:
-    """The records of ``run_dir/metrics.jsonl`` as a list of dicts."""
-    return _read_jsonl(Path(run_dir) / "metrics.jsonl")

@@ -24,16 +24,15 @@ npcell classes.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from joblib import Parallel, delayed, parallel_config
 
+from ..backend import BLAS_THREAD_VARIABLES, limit_blas_threads  # noqa: F401 - re-exported
+from ..errors import ConfigError
 from .config import TrainConfig
 from .loop import train
-
-BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def train_one(config_dict: dict, run_dir: str, threads: int | None = 1) -> dict:
@@ -43,14 +42,7 @@ def train_one(config_dict: dict, run_dir: str, threads: int | None = 1) -> dict:
         worker sharing its process with others must).
     """
     if threads is not None:
-        for var in BLAS_THREAD_VARIABLES:
-            os.environ[var] = str(threads)
-        try:  # BLAS pools may already exist in a reused worker; threadpoolctl resizes them
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            pass
-        else:
-            threadpool_limits(threads)
+        limit_blas_threads(threads)
     config = TrainConfig.from_dict(config_dict)
     t0 = time.perf_counter()
     # progress=None: in a worker (no terminal) that is a line every 30 s with the ETA
@@ -72,7 +64,7 @@ def run_dirs(configs, out_root, names=None) -> list[Path]:
     """Where each config trains: ``out_root/<cell>-s<seed>`` unless ``names`` are given."""
     names = names or [f"{c.cell}-s{c.seed}" for c in configs]
     if len(names) != len(configs) or len(set(names)) != len(names):
-        raise ValueError(f"need one distinct run name per config; got {len(names)} names "
+        raise ConfigError(f"need one distinct run name per config; got {len(names)} names "
                          f"({len(set(names))} distinct) for {len(configs)} configs")
     return [Path(out_root) / name for name in names]
 

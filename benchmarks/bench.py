@@ -1,4 +1,9 @@
-"""``npcell bench``: time npcell against PyTorch in the same process and report ratios.
+"""``python benchmarks/bench.py``: time npcell against PyTorch in the same process and report
+ratios (``make bench`` runs the full set).
+
+This is benchmark code of the source checkout, beside the PyTorch twins it times npcell against
+(benchmarks/torch_baselines.py); neither is in the wheel, whose ``npcell bench`` says where the
+benchmarks went.
 
 What is timed: one forward + backward over a (T, B, X) sequence with dL/dh = a fixed random
 (T, B, H) array, including dx and the weight gradients, for npcell and for its PyTorch baseline
@@ -26,6 +31,7 @@ and fused-kernel paths) against PyTorch CUDA (``nn.LSTM`` with cuDNN, and the ea
 
 from __future__ import annotations
 
+import argparse
 import functools
 import importlib.util
 import json
@@ -38,10 +44,12 @@ from pathlib import Path
 
 import numpy
 
-from . import backend, engine
-from .cells import CELLS, make_cell
-from .engine.cpu import loops as cpu_kernels
-from .sequence import backward, estimate_cache_bytes, forward
+from npcell import backend, engine
+from npcell.cells import CELLS, make_cell
+from npcell.engine.cpu import loops as cpu_kernels
+from npcell.engine.device import device_for
+from npcell.errors import NpcellError, UsageError
+from npcell.sequence import backward, estimate_cache_bytes, forward
 
 # name -> (B, T, X, H)
 SHAPES = {
@@ -66,22 +74,9 @@ CELL_OPTIONS = {"gru": {"reset_after": True}}  # the form nn.GRU computes
 # Environment: threads, machine, synchronisation
 # ============================================================================================
 def pin_threads(n: int) -> dict:
-    """Pin BLAS/OpenMP threads (threadpoolctl if installed) and torch's; return what was set."""
-    info = {"requested": n, "blas": None, "torch": None, "env": {}}
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)  # for libraries loaded after this point
-        info["env"][var] = str(n)
-    try:
-        from threadpoolctl import threadpool_info, threadpool_limits
-
-        threadpool_limits(n)
-        info["blas"] = [
-            {"api": p.get("internal_api"), "threads": p.get("num_threads"),
-             "library": Path(p.get("filepath", "")).name}
-            for p in threadpool_info()
-        ]
-    except ImportError:
-        info["blas"] = "threadpoolctl not installed: BLAS threads set through environment only"
+    """Pin BLAS/OpenMP threads (npcell.backend.limit_blas_threads) and torch's; return what
+    was set."""
+    info = {"requested": n, **backend.limit_blas_threads(n), "torch": None}
     torch = _torch()
     if torch is not None:
         torch.set_num_threads(n)
@@ -121,8 +116,8 @@ class Device:
         self.torch_device = "cpu" if name == "cpu" else "cuda"
 
     def sync(self):
+        device_for(self.xp.zeros(1)).sync()  # npcell's device: a stream wait on CuPy
         if self.name == "gpu":
-            self.xp.cuda.Device().synchronize()
             torch = _torch()
             if torch is not None and torch.cuda.is_available():
                 torch.cuda.synchronize()
@@ -173,16 +168,15 @@ def npcell_runner(cell, x, dh):
 
 
 # ============================================================================================
-# PyTorch baselines: benchmarks/torch_baselines.py in the source checkout, not in the wheel
+# PyTorch baselines: benchmarks/torch_baselines.py, beside this file
 # ============================================================================================
-BASELINES_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_baselines.py"
+BASELINES_PATH = Path(__file__).resolve().with_name("torch_baselines.py")
 
 
 @functools.cache
 def torch_baselines():
-    """The module of PyTorch twins (benchmarks/torch_baselines.py), loaded by path from the
-    source checkout this npcell runs from; None when torch is missing or npcell runs from an
-    installed wheel (which ships no PyTorch code): ``npcell bench`` then times npcell alone."""
+    """The module of PyTorch twins (benchmarks/torch_baselines.py, this file's neighbour); None
+    when torch is missing: the benchmark then times npcell alone."""
     if _torch() is None or not BASELINES_PATH.is_file():
         return None
     spec = importlib.util.spec_from_file_location("npcell_torch_baselines", BASELINES_PATH)
@@ -454,9 +448,79 @@ def plot_scaling(scaling, path):
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"lstm, {scaling['dtype']}, CPU, 1 thread "
-                 "(made by: npcell bench --scaling --figures figures)", fontsize=10)
+                 "(made by: python benchmarks/bench.py --scaling --figures figures)", fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+# ============================================================================================
+# Command line: python benchmarks/bench.py [options]
+# ============================================================================================
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/bench.py",
+        description="time npcell against PyTorch (ratios, JSON + markdown)")
+    parser.add_argument("--out", default="benchmarks/results", help="directory for JSON + md")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny shapes, one repeat: a smoke test of a few seconds")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="cpu: NumPy vs torch CPU; gpu: CuPy vs torch CUDA")
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), metavar="KIND")
+    parser.add_argument("--shapes", nargs="+", default=None, choices=list(SHAPES),
+                        metavar="SHAPE", help=f"subset of {list(SHAPES)}")
+    parser.add_argument("--dtypes", nargs="+", default=None, choices=["float32", "float64"])
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs (median)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs first")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads")
+    parser.add_argument("--no-torch", action="store_true", help="time npcell alone")
+    parser.add_argument("--paths", nargs="+", choices=("plain", "kernels"),
+                        default=["plain", "kernels"],
+                        help="the plain path, the fused gate kernels, or both (default)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also time the lstm along T, H, B and plot it (--figures)")
+    parser.add_argument("--figures", default="figures", help="where the scaling plot goes")
+    return parser
+
+
+def run_cli(args) -> int:
+    unknown = [k for k in args.kinds if k not in CELLS]
+    if unknown:
+        raise UsageError(f"unknown cell kind(s) {unknown}; expected some of {sorted(CELLS)}")
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1; got {args.threads}")
+    if not args.no_torch and _torch() is None:
+        print("bench: torch is not installed; timing npcell alone "
+              "(pip install npcell[crosscheck] for the ratios)", file=sys.stderr)
+    with_torch = not args.no_torch and torch_baselines() is not None
+    data = run_benchmarks(device=args.device, quick=args.quick, kinds=args.kinds,
+                          shapes=args.shapes, dtypes=args.dtypes, repeats=args.repeats,
+                          warmup=args.warmup, threads=args.threads, paths=args.paths,
+                          with_torch=with_torch)
+    name = f"bench_{args.device}" + ("_quick" if args.quick else "")
+    json_path, md_path = write_results(data, args.out, name)
+    print(f"wrote {json_path} and {md_path}")
+    if args.scaling:
+        scaling = run_scaling(quick=args.quick, repeats=1 if args.quick else 3)
+        scaling_path = Path(args.out) / ("scaling" + ("_quick" if args.quick else "") + ".json")
+        scaling_path.write_text(json.dumps(scaling, indent=1) + "\n")
+        fig = plot_scaling(scaling, Path(args.figures) / (
+            "performance_scaling" + ("_quick" if args.quick else "") + ".png"))
+        print(f"wrote {scaling_path} and {fig}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Run the benchmarks; a bad option or argument is one line on stderr and exit status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run_cli(args)
+    except NpcellError as err:
+        print(f"bench: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
