@@ -465,3 +465,23 @@ def test_blank_and_noise_score_zero_on_every_exercise(name, tmp_path):
         grade = exercises.grade(name, _write(tmp_path, f"{name}.py",
                                              given + body.replace("FILL", fill)))
         assert grade.status == "graded" and grade.score == 0, (fill, str(grade))
+
+
+def test_a_reset_after_only_gru_bug_is_named_dhn_and_its_form_is_said(tmp_path):
+    """Issue 26: the template's own variable, not three tensors, and which GRU form is wrong."""
+    from npcell.exercises import generator
+
+    path = generator.write_exercise(EXERCISES["gru"], tmp_path, solution=True)
+    source = path.read_text()
+    assert "dhn = da_n * r" in source
+    path.write_text(source.replace("dhn = da_n * r", "dhn = da_n", 1))
+    result = exercises.grade("gru", path)
+    assert result.wrong == ["dhn"]
+    text = str(result)
+    assert "Your dhn is wrong (dL/d(W_nh h_{t-1} + b_nh)" in text
+    assert "only from the reset_after=True" in text and "Cho et al." in text
+    # a bug shared by both forms names no single form
+    both = source.replace("da_z = dh * (h_prev - n) * dsigmoid(z)", "da_z = dh * (h_prev - n)", 1)
+    assert both != source
+    path.write_text(both)
+    assert "only from the" not in str(exercises.grade("gru", path))

@@ -154,6 +154,23 @@ def _problems(ex, variant) -> list[_Problem]:
     return problems
 
 
+FORM_NAMES = {"gru(reset_after=False)": "Cho et al. (reset_after=False: r_t scales h_{t-1} "
+                                         "before W_nh)",
+              "gru(reset_after=True)": "reset_after=True (PyTorch's nn.GRU: r_t scales "
+                                        "W_nh h_{t-1} + b_nh)"}
+
+
+def _form_notes(forms, failing, wrong_in) -> list[str]:
+    """Where an exercise is graded in two forms (the GRU's), say which one the wrong values
+    come from, so a bug in one branch of the student's file is not hunted in both."""
+    failing_forms = set().union(*(wrong_in[n] for n in failing)) if failing else set()
+    if len(forms) < 2 or not failing_forms or failing_forms == forms:
+        return []
+    bad = " and ".join(FORM_NAMES.get(f, f) for f in sorted(failing_forms))
+    good = " and ".join(FORM_NAMES.get(f, f) for f in sorted(forms - failing_forms))
+    return [f"the wrong values come only from the {bad} form; the {good} form is right"]
+
+
 def _gru_shapes(X, H, *, reset_after):
     return make_cell("gru", X, H, reset_after=reset_after).param_shapes()
 
@@ -162,6 +179,8 @@ def _gru_footprints(reset_after) -> dict:
     gate = {g: {f"W_{g}x", f"W_{g}h", f"b_{g}", "dx", "dh_prev"} for g in "zrn"}
     fp = {"da_z": gate["z"], "da_r": gate["r"]}
     fp["da_n"] = gate["n"] | fp["da_r"] | ({"b_nh"} if reset_after else set())
+    if reset_after:  # the template's dhn = dL/d(W_nh h_{t-1} + b_nh) feeds exactly these
+        fp["dhn"] = {"W_nh", "b_nh", "dh_prev"}
     fp["dh_prev"], fp["dx"] = {"dh_prev"}, {"dx"}
     fp["dW_kx"] = {f"W_{g}x" for g in "zrn"}
     fp["db_k"] = {f"b_{g}" for g in "zrn"}
@@ -230,7 +249,7 @@ def _grade_steps(ex, variant, path, result, timeout, memory_bytes):
                             "got copies, so this cost nothing here, but in npcell the caller's "
                             "arrays would change: copy before you add to them."]
             break
-    checks = {}
+    checks, wrong_in = {}, {}  # wrong_in: tensor -> the forms (problems) whose cases it fails
     for n, (problem, shape, params, x, state, dstate, cache) in enumerate(cases):
         report = run.status["cases"][n] if n < len(run.status["cases"]) else {}
         line = _case_error(report, ex, path, shape)
@@ -246,6 +265,8 @@ def _grade_steps(ex, variant, path, result, timeout, memory_bytes):
                    for what, move in problem.shifts]
         for name, want in truth.items():
             check = compare(name, yours.get(name), want, shifted, report, scale)
+            if not check.ok:
+                wrong_in.setdefault(name, set()).add(problem.label)
             old = checks.get(name)
             if old is None or (old.ok and not check.ok) or (
                     not check.ok and badness(check) > badness(old)):
@@ -261,6 +282,7 @@ def _grade_steps(ex, variant, path, result, timeout, memory_bytes):
         for v, fp in problem.footprints.items():
             footprints[v] = footprints.get(v, set()) | (fp & set(checks))
     result.wrong = locate(failing, footprints)
+    result.notes += _form_notes({p.label for p in problems}, failing, wrong_in)
     result.explanations = {v: explain(v, footprints[v], checks) for v in result.wrong}
     result.parts = award([p for p, _ in result.parts], result.wrong, set(checks) - failing,
                          footprints)

@@ -370,7 +370,9 @@ def describe_variable(name: str) -> str:
              "dx": "dL/dx_t, summed over every gate",
              "dW_kx": "the input-weight lines grads['W_kx'] (every gate)",
              "dW_kh": "the recurrent-weight lines grads['W_kh'] (every gate)",
-             "db_k": "the bias lines grads['b_k'] (every gate)"}
+             "db_k": "the bias lines grads['b_k'] (every gate)",
+             "dhn": "dL/d(W_nh h_{t-1} + b_nh), the reset_after form's gradient inside the "
+                    "reset"}
     if name in words:
         return words[name]
     return f"your grads['{name[1:]}'] line"
