@@ -326,7 +326,10 @@ def _end(proc, mode, uid) -> int:
     if mode not in ("namespace", "setuid"):
         return 0
     found = 0
-    for _ in range(100):  # a process forking as fast as it can needs a few sweeps
+    # a process forking as fast as it can needs a few sweeps, and on a loaded machine a killed
+    # process with a large heap takes a while to leave /proc: results wait until it has
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
         pids = processes_of(uid)
         if not pids:
             break
