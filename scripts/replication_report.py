@@ -328,7 +328,8 @@ def figure_art(summary, path):
     axes[0][0].set_ylim(0, 1.05)
     axes[0][0].legend(fontsize=7)
     _, text, _ = section_d(summary)[1]
-    fig.suptitle(text.split("; ")[-1], fontsize=9)
+    fig.suptitle("fw_lstm's lead over the better of fw_rnn and ln_lstm: "
+                 + text.split("; ")[-1].replace("the lead ", ""), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
