@@ -171,3 +171,20 @@ def test_the_whole_replication_pipeline_runs_at_toy_size(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "== summary" in done.stdout and "claim A" in done.stdout
     assert (clone / "runs/replicate-smoke/figures/replication_adding_T200.png").stat().st_size
+
+
+def test_claim_c_needs_contrast_at_init_and_persistence_in_training():
+    def fig2(wmc_ratio, peephole_at_60):
+        init = [{"seed": s, "init": "normal-1", "forget_bias": 1.0, "lstm": 1.0,
+                 "peephole": 100.0 if s < 2 else 1.0, "wmc": wmc_ratio if s == 0 else 1.0}
+                for s in range(4)]
+        train = [{"seed": s, "kind": kind, "c_T": {"0": value, "60": end}}
+                 for s in (0, 1) for kind, value, end in (("lstm", 1.0, 1.0),
+                                                         ("peephole", 100.0, peephole_at_60),
+                                                         ("wmc", 2.0, 2.0))]
+        return {"flood_ratio": 3.0, "init": init, "train": train, "command": "x", "cpu_s": 60}
+
+    assert report.section_c(fig2(2.0, 150.0))[1][0] == "reproduces as in the paper"
+    assert report.section_c(fig2(3.5, 150.0))[1][0].startswith("partial: the peephole floods")
+    assert report.section_c(fig2(2.0, 1.2))[1][0].startswith("contrast supported")
+    assert report.reproduces_c(report.section_c(fig2(3.5, 1.2))[1][0]) == "no"
