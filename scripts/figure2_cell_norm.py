@@ -22,10 +22,11 @@ whether the phenomenon appears (see docs/results.md, section "Figure 2"):
 * ``--forget-bias``: added to b_f at init (a positive value lets c accumulate);
 * ``--lr``, ``--iterations``; ``--full-peephole``: a full (H, H) W_kc instead of the diagonal.
 
-The committed figure (about 11 minutes on one busy core; figures/README.md lists the others)::
+One run's view, for any seed and setting (about 11 minutes on one busy core); the committed
+figure is the distribution over seeds, scripts/figure2_distribution.py (docs/results.md, claim C)::
 
     python scripts/figure2_cell_norm.py --cell-init normal --cell-init-scale 1 \\
-        --forget-bias 1 --lr 1e-3 --iterations 100 --out figures/figure2_cell_norm_smnist.png
+        --forget-bias 1 --lr 1e-3 --iterations 100 --out runs/figure2_cell_norm.png
 
 Run it with one BLAS thread (OPENBLAS_NUM_THREADS=1) on a shared machine: idle BLAS threads
 spinning on busy cores made every step about 10x slower here.
@@ -238,7 +239,7 @@ def main(argv=None) -> int:
                         help="peephole with a full (H, H) W_kc instead of the diagonal")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="figures/figure2_cell_norm_smnist.png")
+    parser.add_argument("--out", default="runs/figure2_cell_norm.png")
     parser.add_argument("--json", default=None, help="also write the numbers here")
     parser.add_argument("--no-figure", action="store_true", help="numbers only (for sweeps)")
     args = parser.parse_args(argv)
