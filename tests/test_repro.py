@@ -188,3 +188,11 @@ def test_claim_c_needs_contrast_at_init_and_persistence_in_training():
     assert report.section_c(fig2(3.5, 150.0))[1][0].startswith("partial: the peephole floods")
     assert report.section_c(fig2(2.0, 1.2))[1][0].startswith("contrast supported")
     assert report.reproduces_c(report.section_c(fig2(3.5, 1.2))[1][0]) == "no"
+
+
+def test_claim_b_on_one_seed_with_adam_is_never_a_plain_yes():
+    assert report.reproduces_b("supported at this size: only wmc leaves the plateau").startswith(
+        "partial")
+    assert report.reproduces_b("not a property of the cell alone: ...").startswith("no")
+    assert report.reproduces_b("not informative: neither leaves the plateau") == \
+        "not testable here"
