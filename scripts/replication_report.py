@@ -236,7 +236,8 @@ def section_c(summary):
             "trained seeds")
     lines += ["", f"**Verdict: {verdict}** ({text}). Figure: `figures/figure2_distribution.png`. "
               f"Run: `{summary['command']}`, commit {summary.get('commit', 'unknown')}, float32 "
-              f"and 1 BLAS thread unless noted, wall {summary['cpu_s'] / 60:.0f} min in one process."]
+              f"and 1 BLAS thread unless noted, wall {summary['cpu_s'] / 60:.0f} min in one "
+              "process."]
     return lines, (verdict, text)
 
 
