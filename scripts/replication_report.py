@@ -386,31 +386,52 @@ def reproduces_c(verdict) -> str:
     return "partial" if verdict.startswith(("contrast", "partial")) else "no"
 
 
-def summary_table(a, b, c, d):
-    rows = ["| paper | claim | we got | reproduces |", "|---|---|---|---|"]
+def run_said(*summaries) -> str:
+    """'commit c, float32, 1 BLAS thread, seeds [..], 43 min' for the summaries given."""
+    parts = []
+    for sm in summaries:
+        if sm:
+            parts.append(f"commit {str(sm.get('commit', 'unknown')).split(' ')[0]}, "
+                         f"{str(sm.get('dtype', 'float32')).split(' ')[0]}, "
+                         f"{sm.get('blas_threads', 1)} BLAS thread, "
+                         f"seeds {sm.get('seeds', 'see claim')}, {sm['wall_s'] / 60:.0f} min"
+                         if "wall_s" in sm else
+                         f"commit {str(sm.get('commit', 'unknown')).split(' ')[0]}, float32, "
+                         f"1 BLAS thread, 20 seeds, {sm['cpu_s'] / 60:.0f} min")
+    return "; ".join(parts) or "-"
+
+
+def summary_table(a, b, c, d, runs=None):
+    """One row per claim; ``runs`` holds each claim's summaries (for the run column)."""
+    runs = runs or {}
+    rows = ["| paper | claim | we got | reproduces | run |", "|---|---|---|---|---|"]
     if a:
         verdict, text, final = a
         rows.append("| WMC | Fig. 3: adding T = 200, all solve it, wmc converges first, final "
-                    f"MSE similar | {text} (claim A) | {reproduces_a(verdict, final)} |")
+                    f"MSE similar | {text} (claim A) | {reproduces_a(verdict, final)} | "
+                    f"{run_said(*runs.get('A', ()))} |")
     if b:
         b2 = b.get("B2", "not run")
         rows.append("| WMC | Fig. 3: adding T = 400, only wmc leaves the plateau (SGD) | "
                     f"Adam, seed 0: {b2}; SGD at T = 200: {b.get('B1', 'not run')} (claim B) | "
-                    f"{reproduces_b(b2)} |")
+                    f"{reproduces_b(b2)} | {run_said(*runs.get('B', ()))} |")
     if c:
         verdict, text = c
         rows.append("| WMC | Fig. 2: peephole floods its gates in early sMNIST training, wmc "
-                    f"stays regular | {text} (claim C) | {reproduces_c(verdict)} |")
+                    f"stays regular | {text} (claim C) | {reproduces_c(verdict)} | "
+                    f"{run_said(*runs.get('C', ()))} |")
     if d:
         verdict, text, best = d
         per_k = text.split("; the lead")[0]
+        said_d = run_said(*runs.get("D", ()))
         rows.append("| FW-LSTM | ART: fw_lstm faster / better than fw_rnn and ln_lstm | "
                     f"{per_k} (claim D) | "
-                    f"{'yes' if all(v >= 4 for v in best.values()) else 'partial'} |")
+                    f"{'yes' if all(v >= 4 for v in best.values()) else 'partial'} | {said_d} |")
         said = {"supported": "yes", "contradicted": "no"}.get(verdict, verdict)
         rows.append(f"| FW-LSTM | ... most at high difficulty | {text.split('; ')[-1]} "
-                    f"(claim D) | {said} |")
-    rows += [f"| {p} | {claim} | {got} | {got.split(':')[0]} |" for p, claim, got in STATIC_ROWS]
+                    f"(claim D) | {said} | {said_d} |")
+    rows += [f"| {p} | {claim} | {got} | {got.split(':')[0]} | earlier run table (commits "
+             "there) |" for p, claim, got in STATIC_ROWS]
     return rows
 
 
@@ -442,7 +463,8 @@ def main(argv=None):
     blocks["B"], b = section_b(sgd, t400, adam)
     blocks["C"], c = section_c(fig2)
     blocks["D"], d = section_d(art)
-    blocks["summary"] = summary_table(a, b, c, d)
+    blocks["summary"] = summary_table(a, b, c, d, {"A": [adam], "B": [t400, sgd],
+                                                    "C": [fig2], "D": [art]})
     if args.no_docs:
         for name, lines in blocks.items():
             print(f"== {name}\n" + "\n".join(lines))
