@@ -177,13 +177,15 @@ def main(argv=None):
 
 
 def flood_counts(summary):
-    """{(init, forget_bias): (peephole floods, wmc floods, seeds)} by the 3x rule."""
+    """{(init, forget_bias): (peephole floods, wmc floods, seeds)} by the summary's rule
+    (‖c_T‖ above ``flood_ratio`` times the LSTM's on the same seed)."""
+    ratio = summary["flood_ratio"]
     counts = {}
     for r in summary["init"]:
         key = (r["init"], r["forget_bias"])
         p, w, n = counts.get(key, (0, 0, 0))
-        counts[key] = (p + (r["peephole"] > FLOOD_RATIO * r["lstm"]),
-                       w + (r["wmc"] > FLOOD_RATIO * r["lstm"]), n + 1)
+        counts[key] = (p + (r["peephole"] > ratio * r["lstm"]),
+                       w + (r["wmc"] > ratio * r["lstm"]), n + 1)
     return counts
 
 

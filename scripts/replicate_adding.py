@@ -35,18 +35,11 @@ import repro_common as rc  # noqa: E402
 THRESHOLDS = (0.1, 0.01)
 
 
-def first_step_below(history, threshold):
-    """The first logged step whose test MSE is below ``threshold`` (None: never)."""
-    for row in history:
-        if row["split"] == "test" and row["metric"] < threshold:
-            return row["step"]
-    return None
-
-
 def run_row(run, cap):
     tests = [r for r in run["history"] if r["split"] == "test"]
+    steps, mse = [r["step"] for r in tests], [r["metric"] for r in tests]
     return {"cell": run["cell"], "seed": run["seed"],
-            **{f"steps_below_{t:g}": first_step_below(run["history"], t) for t in THRESHOLDS},
+            **{f"steps_below_{t:g}": rc.first_epoch_below(steps, mse, t) for t in THRESHOLDS},
             "last_step": tests[-1]["step"], "last_test_mse": tests[-1]["metric"],
             "min_test_mse": min(r["metric"] for r in tests), "cap": cap,
             "steps_per_s": run["steps_per_s"], "wall_s": run["wall_s"]}
@@ -54,14 +47,15 @@ def run_row(run, cap):
 
 def collect(configs, out_root):
     """The sweep's rows read from its run directories (metrics.jsonl), for runs that exist."""
+    from npcell.training import rundir
+    from npcell.training.sweep import run_dirs
+
     rows = []
-    for config in configs:
-        metrics = out_root / f"{config.cell}-s{config.seed}" / "metrics.jsonl"
-        if not metrics.exists():
+    for config, directory in zip(configs, run_dirs(configs, out_root)):
+        history = rundir.read_metrics(directory)
+        if not history:
             continue
-        history = [json.loads(line) for line in metrics.read_text().splitlines() if line]
-        wall = history[-1]["wall_s"] if history else 0.0
-        last_step = history[-1]["step"] if history else 0
+        wall, last_step = history[-1]["wall_s"], history[-1]["step"]
         rows.append({"cell": config.cell, "seed": config.seed, "history": history,
                      "steps_per_s": last_step / wall if wall else 0.0, "wall_s": wall})
     return rows

@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import figure2_distribution  # noqa: E402
 import repro_common as rc  # noqa: E402
 
 CELLS = ("lstm", "peephole", "wmc")
@@ -167,11 +168,7 @@ def section_c(summary):
     if summary is None:
         return [NO_SUMMARY], None
     flood = summary["flood_ratio"]
-    counts: dict = {}
-    for r in summary["init"]:
-        key = (r["init"], r["forget_bias"])
-        p, w, n = counts.get(key, (0, 0, 0))
-        counts[key] = (p + (ratio(r, "peephole") > flood), w + (ratio(r, "wmc") > flood), n + 1)
+    counts = figure2_distribution.flood_counts(summary)
     lines = ["| W_kc init | forget bias | peephole floods | wmc floods | largest ‖c_T‖ / lstm's "
              "(peephole, wmc) |", "|---|---|---|---|---|"]
     top = {}
