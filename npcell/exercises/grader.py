@@ -146,7 +146,7 @@ def _problems(ex, variant) -> list[_Problem]:
             shifts += (("pairs with h_{t-1} where W_nh reads r_t * h_{t-1}",
                         lambda k: {**k, "rh": k["h_prev"]}),)
         problems.append(_Problem(
-            f"gru(reset_after={reset_after})",
+            _gru_label(reset_after),
             functools.partial(gru.gru_step_forward, reset_after=reset_after),
             functools.partial(gru.gru_step_backward, reset_after=reset_after), dict(options),
             functools.partial(_gru_shapes, reset_after=reset_after), ("h",), shifts,
@@ -154,10 +154,13 @@ def _problems(ex, variant) -> list[_Problem]:
     return problems
 
 
-FORM_NAMES = {"gru(reset_after=False)": "Cho et al. (reset_after=False: r_t scales h_{t-1} "
-                                         "before W_nh)",
-              "gru(reset_after=True)": "reset_after=True (PyTorch's nn.GRU: r_t scales "
-                                        "W_nh h_{t-1} + b_nh)"}
+def _gru_label(reset_after) -> str:
+    return f"gru(reset_after={reset_after})"
+
+
+FORM_NAMES = {_gru_label(False): "Cho et al. (reset_after=False: r_t scales h_{t-1} before W_nh)",
+              _gru_label(True): "reset_after=True (PyTorch's nn.GRU: r_t scales W_nh h_{t-1} "
+                                "+ b_nh)"}
 
 
 def _form_notes(forms, failing, wrong_in) -> list[str]:
